@@ -1,0 +1,39 @@
+# The README's commands. Each installs what it needs: uv (with pip, if missing) and .venv from uv.lock.
+PYTHON ?= python3
+UV ?= $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
+VENV := .venv
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: venv test lint format bench demo clean
+
+$(VENV)/.synced: uv.lock pyproject.toml
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+venv: $(VENV)/.synced
+
+lint: venv
+	$(UV) run --frozen --no-sync ruff check .
+	$(UV) run --frozen --no-sync ruff format --check .
+	$(UV) run --frozen --no-sync mypy
+
+format: venv
+	$(UV) run --frozen --no-sync ruff format .
+	$(UV) run --frozen --no-sync ruff check --fix .
+
+test: lint
+	$(UV) run --frozen --no-sync pytest
+
+bench: venv
+	$(UV) run --frozen --no-sync python -m benchmarks
+
+demo: venv
+	$(UV) run --frozen --no-sync python -m dags_examples.demo
+
+clean:
+	rm -rf $(VENV) .airflow demo-output dist

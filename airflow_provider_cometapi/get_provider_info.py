@@ -1,0 +1,37 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_cometapi import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the package, its hook and its connection type to Airflow."""
+    return {
+        "package-name": "airflow-provider-cometapi",
+        "name": "CometAPI",
+        "description": "Edit images with CometAPI's `POST /v1/images/edits` from Airflow DAGs.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "CometAPI",
+                "external-doc-url": "https://api.cometapi.com",
+                "tags": ["ai"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "CometAPI",
+                "python-modules": ["airflow_provider_cometapi.hooks.cometapi"],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_cometapi.hooks.cometapi.CometApiHook",
+                "connection-type": "cometapi",
+                "hook-name": "CometAPI",
+            }
+        ],
+    }
