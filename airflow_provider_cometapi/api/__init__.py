@@ -1,0 +1,1 @@
+"""Transport-free pieces of the CometAPI client: settings, request, response, retry rules."""

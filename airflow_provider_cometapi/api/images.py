@@ -1,0 +1,207 @@
+"""Image inputs: read, sniff and check each image and mask before anything is sent."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from airflow_provider_cometapi.exceptions import CometAPISourceError, CometAPIValidationError
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_IMAGES = 16
+SENT_MIME_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+ImageInput = Union[bytes, bytearray, memoryview, tuple[str, bytes], str, "os.PathLike[str]"]
+"""Raw bytes, a ``(filename, bytes)`` pair, or a local path."""
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """One checked image, ready to send as a multipart file part."""
+
+    filename: str
+    data: bytes = field(repr=False)
+    mime_type: str
+    width: int
+    height: int
+
+
+def sniff_mime_type(data: bytes) -> str | None:
+    """The MIME type of PNG, JPEG or WEBP bytes, from their leading bytes; else ``None``."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def read_image_input(value: ImageInput, field_name: str) -> tuple[str, bytes]:
+    """Turn any accepted input form into ``(filename, bytes)``, checking the size first."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        _check_byte_size(len(data), field_name, "the bytes given")
+        return "", data
+    if isinstance(value, tuple) and len(value) == 2:
+        name, data = value
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise CometAPIValidationError(
+                f"{field_name}: a (filename, data) pair needs bytes as data, got "
+                f"{type(data).__name__}.",
+                param=field_name,
+            )
+        _check_byte_size(len(data), field_name, repr(name))
+        return str(name), bytes(data)
+    if isinstance(value, (str, os.PathLike)):
+        return _read_local_file(Path(value), field_name)
+    raise CometAPIValidationError(
+        f"{field_name}: expected bytes, a (filename, bytes) pair or a local path, got "
+        f"{type(value).__name__}.",
+        param=field_name,
+    )
+
+
+def check_image(filename: str, data: bytes, field_name: str) -> ImagePart:
+    """Check one source image; convert formats other than PNG, JPEG and WEBP to PNG."""
+    label = _label(field_name, filename)
+    _check_byte_size(len(data), field_name, label)
+    if not data:
+        raise CometAPIValidationError(f"{label} is empty (0 bytes).", param=field_name)
+    mime_type = sniff_mime_type(data)
+    image = _open_checked(data, label, field_name, fully=mime_type != "image/png")
+    width, height = image.size
+    if mime_type is None:
+        data = _to_png(image, label, field_name)
+        mime_type = "image/png"
+    return ImagePart(
+        filename=_filename_for(filename, mime_type, field_name),
+        data=data,
+        mime_type=mime_type,
+        width=width,
+        height=height,
+    )
+
+
+def check_mask(filename: str, data: bytes, first_image: ImagePart) -> ImagePart:
+    """Check the mask: a PNG with an alpha channel, the same size as the first image."""
+    label = _label("mask", filename)
+    _check_byte_size(len(data), "mask", label)
+    if not data:
+        raise CometAPIValidationError(f"{label} is empty (0 bytes).", param="mask")
+    if sniff_mime_type(data) != "image/png":
+        raise CometAPIValidationError(
+            f"{label} is not a PNG: save the mask as a PNG with an alpha channel "
+            "(transparent where the image should change).",
+            param="mask",
+        )
+    image = _open_checked(data, label, "mask", fully=False)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if not has_alpha:
+        raise CometAPIValidationError(
+            f"{label} has no alpha channel (mode {image.mode}): save it as RGBA, with "
+            "alpha 0 where the image should change.",
+            param="mask",
+        )
+    if image.size != (first_image.width, first_image.height):
+        raise CometAPIValidationError(
+            f"{label} is {image.size[0]}x{image.size[1]} but the image is "
+            f"{first_image.width}x{first_image.height}: resize the mask to match.",
+            param="mask",
+        )
+    return ImagePart(
+        filename=_filename_for(filename, "image/png", "mask"),
+        data=data,
+        mime_type="image/png",
+        width=image.size[0],
+        height=image.size[1],
+    )
+
+
+def _label(field_name: str, filename: str) -> str:
+    return f"{field_name} {filename!r}" if filename else field_name
+
+
+def _check_byte_size(size: int, field_name: str, label: str) -> None:
+    if size > MAX_IMAGE_BYTES:
+        raise CometAPIValidationError(
+            f"{field_name}: {label} is {size / 1048576:.1f} MiB, over the 50 MiB limit: "
+            "downscale or recompress it.",
+            param=field_name,
+        )
+
+
+def _read_local_file(path: Path, field_name: str) -> tuple[str, bytes]:
+    try:
+        size = path.stat().st_size
+        _check_byte_size(size, field_name, repr(str(path)))
+        return path.name, path.read_bytes()
+    except CometAPIValidationError:
+        raise
+    except FileNotFoundError:
+        raise CometAPISourceError(
+            f"{field_name}: no file at {str(path)!r}; check the path.", param=field_name
+        ) from None
+    except OSError as exc:
+        raise CometAPISourceError(
+            f"{field_name}: cannot read {str(path)!r} ({exc.strerror or type(exc).__name__}).",
+            param=field_name,
+        ) from None
+
+
+def _open_checked(data: bytes, label: str, field_name: str, *, fully: bool) -> PILImage.Image:
+    """Open with Pillow and check integrity and the pixel limit, without a full decode for PNG."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if limit and width * height > limit:
+                raise Image.DecompressionBombError("over the pixel limit")
+            if fully:
+                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                image.load()
+            else:
+                Image.open(io.BytesIO(data)).verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise CometAPIValidationError(
+            f"{label} declares more pixels than Pillow's safety limit "
+            f"({limit} pixels): downscale it.",
+            param=field_name,
+        ) from None
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        raise CometAPIValidationError(
+            f"{label} is not a readable image ({type(exc).__name__}: {str(exc)[:120]}): "
+            "send a PNG, JPEG or WEBP file.",
+            param=field_name,
+        ) from None
+    return image
+
+
+def _to_png(image: PILImage.Image, label: str, field_name: str) -> bytes:
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format="PNG")
+    except Exception as exc:
+        raise CometAPIValidationError(
+            f"{label} could not be converted to PNG ({type(exc).__name__}): "
+            "send a PNG, JPEG or WEBP file.",
+            param=field_name,
+        ) from None
+    return buffer.getvalue()
+
+
+def _filename_for(filename: str, mime_type: str, field_name: str) -> str:
+    """Keep the caller's stem, with the extension of the real type."""
+    stem = Path(os.path.basename(filename or "")).stem or field_name.strip("[]")
+    return f"{stem}.{SENT_MIME_TYPES[mime_type]}"

@@ -1,0 +1,195 @@
+"""Read the server's answers: a successful edit, or an error body turned into a typed error."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cometapi.api.images import sniff_mime_type
+from airflow_provider_cometapi.api.results import EditedImage
+from airflow_provider_cometapi.exceptions import (
+    CometAPIBadResponseError,
+    CometAPIError,
+    error_class_for_status,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-oneapi-request-id", "cf-ray")
+MAX_MESSAGE_CHARS = 300
+_TITLE = re.compile(rb"<title>(.*?)</title>|<h1>(.*?)</h1>", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ParsedEdit:
+    """A 200 body, parsed: outputs are either decoded images or URLs still to download."""
+
+    created: int
+    usage: dict[str, Any]
+    outputs: list[EditedImage | ImageUrl]
+
+
+@dataclass(frozen=True)
+class ImageUrl:
+    """An output the server returned as a URL, still to be downloaded."""
+
+    url: str
+    revised_prompt: str | None = None
+
+
+def request_id_from(headers: Mapping[str, str]) -> str | None:
+    """The request id the server sent, if any."""
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value[:200]
+    return None
+
+
+def parse_edit_body(body: bytes, request_id: str | None) -> ParsedEdit:
+    """Parse a 200 edit response body; raise ``CometAPIBadResponseError`` if it is unusable."""
+    payload = _json_object(body, request_id)
+    data = payload.get("data")
+    if not isinstance(data, list) or not data:
+        raise _bad(f"the response has no 'data' list of images ({_keys(payload)})", request_id)
+    usage = payload.get("usage")
+    outputs = [_output(item, index, request_id) for index, item in enumerate(data)]
+    created = payload.get("created")
+    return ParsedEdit(
+        created=created if isinstance(created, int) and not isinstance(created, bool) else 0,
+        usage=usage if isinstance(usage, dict) else {},
+        outputs=outputs,
+    )
+
+
+def decode_image_bytes(data: bytes, what: str, request_id: str | None) -> str:
+    """The MIME type of decoded output bytes; raise if they are not a PNG, JPEG or WEBP."""
+    mime_type = sniff_mime_type(data)
+    if mime_type is None:
+        raise _bad(f"{what} is not a PNG, JPEG or WEBP image", request_id)
+    return mime_type
+
+
+def error_from_response(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    secrets: tuple[str, ...] = (),
+    note: str = "",
+) -> CometAPIError:
+    """The typed error for a non-2xx answer, carrying a short excerpt of the server's message."""
+    request_id = request_id_from(headers)
+    message, param, code = _error_details(body)
+    message = scrub(message, secrets)
+    cls = error_class_for_status(status)
+    hint = _HINTS.get(cls.__name__, "")
+    text = f"CometAPI refused the edit: {message}" if message else "CometAPI refused the edit"
+    return cls(
+        f"{text}.{' ' + note + '.' if note else ''}{hint}",
+        status=status,
+        request_id=request_id,
+        server_message=message or None,
+        param=param,
+        code=code,
+    )
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """Replace every secret in ``text`` with ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def excerpt(text: str) -> str:
+    """One line of at most 300 characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+_HINTS = {
+    "CometAPIAuthError": " Check the API key in the cometapi connection.",
+    "CometAPIRateLimitError": " Lower the concurrency or raise max_retries.",
+    "CometAPIServerError": " The service failed; retry the task later.",
+    "CometAPITimeoutError": " Raise the connection's 'timeout' extra.",
+    "CometAPIBadRequestError": " Fix the named parameter or input.",
+}
+
+
+def _error_details(body: bytes) -> tuple[str, str | None, str | None]:
+    """``(message, param, code)`` from a JSON error body, an HTML page, or plain text."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if isinstance(payload, dict):
+        error = payload.get("error", payload)
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("detail") or ""
+            param, code = error.get("param"), error.get("code")
+            return (
+                excerpt(str(message)),
+                str(param) if param is not None else None,
+                str(code) if code is not None else None,
+            )
+        if isinstance(error, str):
+            return excerpt(error), None, None
+    head = body[:4096]
+    if b"<html" in head.lower() or b"<!doctype" in head.lower():
+        match = _TITLE.search(head)
+        title = (match.group(1) or match.group(2)).decode("utf-8", "replace") if match else ""
+        return excerpt(f"an HTML error page{': ' + title if title else ''}"), None, None
+    return excerpt(head[:MAX_MESSAGE_CHARS].decode("utf-8", "replace")), None, None
+
+
+def _json_object(body: bytes, request_id: str | None) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        head = body[:512].lower()
+        if b"<html" in head or b"<!doctype" in head:
+            raise _bad("the server sent an HTML page instead of JSON", request_id) from None
+        raise _bad(f"the response is not valid JSON ({len(body)} bytes)", request_id) from None
+    if not isinstance(payload, dict):
+        raise _bad(f"the response is a JSON {type(payload).__name__}, not an object", request_id)
+    return payload
+
+
+def _output(item: Any, index: int, request_id: str | None) -> EditedImage | ImageUrl:
+    if not isinstance(item, dict):
+        raise _bad(f"data[{index}] is not an object", request_id)
+    revised = item.get("revised_prompt")
+    revised_prompt = revised if isinstance(revised, str) else None
+    encoded = item.get("b64_json")
+    if isinstance(encoded, str) and encoded:
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise _bad(f"data[{index}].b64_json is not valid base64", request_id) from None
+        mime_type = decode_image_bytes(data, f"data[{index}].b64_json", request_id)
+        return EditedImage(data=data, mime_type=mime_type, revised_prompt=revised_prompt)
+    url = item.get("url")
+    if isinstance(url, str) and url:
+        return ImageUrl(url=url, revised_prompt=revised_prompt)
+    raise _bad(f"data[{index}] has neither 'b64_json' nor 'url'", request_id)
+
+
+def _keys(payload: dict[str, Any]) -> str:
+    keys = ", ".join(sorted(str(k) for k in payload)[:8])
+    return f"keys: {keys}" if keys else "empty object"
+
+
+def _bad(what: str, request_id: str | None) -> CometAPIBadResponseError:
+    return CometAPIBadResponseError(
+        f"CometAPI sent an unusable answer: {what}. Retry the task; if it persists, "
+        "report the request id to CometAPI.",
+        status=200,
+        request_id=request_id,
+    )

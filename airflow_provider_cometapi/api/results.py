@@ -1,0 +1,50 @@
+"""What an edit returns: the decoded images, the token usage and the request id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+@dataclass(frozen=True)
+class EditedImage:
+    """One decoded output image."""
+
+    data: bytes = field(repr=False)
+    mime_type: str
+    revised_prompt: str | None = None
+    url: str | None = None
+
+    @property
+    def extension(self) -> str:
+        """File extension of the real format: ``png``, ``jpg`` or ``webp``."""
+        return EXTENSIONS[self.mime_type]
+
+
+@dataclass(frozen=True)
+class ImageEditResult:
+    """The outcome of one edit call."""
+
+    created: int
+    images: list[EditedImage]
+    usage: dict[str, Any]
+    request_id: str | None = None
+
+    def to_xcom(self) -> dict[str, Any]:
+        """JSON-friendly summary, without image bytes."""
+        return {
+            "created": self.created,
+            "request_id": self.request_id,
+            "usage": self.usage,
+            "images": [
+                {
+                    "mime_type": image.mime_type,
+                    "bytes": len(image.data),
+                    **({"revised_prompt": image.revised_prompt} if image.revised_prompt else {}),
+                    **({"url": image.url} if image.url else {}),
+                }
+                for image in self.images
+            ],
+        }

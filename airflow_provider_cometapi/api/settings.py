@@ -1,0 +1,146 @@
+"""Connection settings: turn an Airflow ``cometapi`` connection into validated client settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cometapi.exceptions import CometAPIAuthError, CometAPIValidationError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+DEFAULT_BASE_URL = "https://api.cometapi.com"
+DEFAULT_MODEL = "gpt-image-2"
+DEFAULT_READ_TIMEOUT = 600.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_MAX_RETRIES = 2
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class CometApiSettings:
+    """Everything the client needs from the connection. The key never shows in ``repr``."""
+
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    default_model: str = DEFAULT_MODEL
+    verify: bool | str = True
+    retry_on_read_timeout: bool = False
+    allow_private_urls: bool = False
+
+    def url(self, path: str) -> str:
+        """Absolute URL of an API path such as ``/v1/images/edits``."""
+        return self.base_url + path
+
+
+def normalize_base_url(host: str | None) -> str:
+    """``api.cometapi.com/v1/`` -> ``https://api.cometapi.com``; blank -> the default."""
+    host = (host or "").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" not in host:
+        host = "https://" + host
+    scheme = host.split("://", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise CometAPIValidationError(
+            f"Connection host {host!r} has scheme {scheme!r}; use an http:// or https:// base URL.",
+            param="host",
+        )
+    host = host.rstrip("/")
+    if host.endswith("/v1"):
+        host = host[: -len("/v1")]
+    return host
+
+
+def settings_from_connection(conn: Connection) -> CometApiSettings:
+    """Read and check a ``cometapi`` connection; raise a typed error naming the bad field."""
+    api_key = (conn.password or "").strip()
+    if not api_key:
+        raise CometAPIAuthError(
+            f"Connection {conn.conn_id!r} has no API key: put your CometAPI key in its "
+            "'API Key' (password) field."
+        )
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in api_key):
+        raise CometAPIAuthError(
+            f"Connection {conn.conn_id!r} has an API key with spaces or control characters: "
+            "paste the key again without them."
+        )
+    extra = _extra_dict(conn)
+    return CometApiSettings(
+        api_key=api_key,
+        base_url=normalize_base_url(conn.host),
+        read_timeout=_positive_float(extra, "timeout", DEFAULT_READ_TIMEOUT),
+        connect_timeout=_positive_float(extra, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        max_retries=_non_negative_int(extra, "max_retries", DEFAULT_MAX_RETRIES),
+        default_model=str(extra.get("default_model") or DEFAULT_MODEL),
+        verify=_verify(extra),
+        retry_on_read_timeout=_boolean(extra, "retry_on_read_timeout", False),
+        allow_private_urls=_boolean(extra, "allow_private_urls", False),
+    )
+
+
+def _extra_dict(conn: Connection) -> dict[str, Any]:
+    extra = conn.extra_dejson if conn.extra else {}
+    if isinstance(extra, str):  # pragma: no cover - extra_dejson always parses
+        extra = json.loads(extra)
+    return dict(extra)
+
+
+def _bad_extra(name: str, value: Any, expected: str) -> CometAPIValidationError:
+    return CometAPIValidationError(
+        f"Connection extra {name!r} is {value!r}; set it to {expected}.", param=name
+    )
+
+
+def _positive_float(extra: dict[str, Any], name: str, default: float) -> float:
+    value = extra.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _bad_extra(name, value, "a number of seconds greater than 0") from None
+    if not number > 0 or number == float("inf"):
+        raise _bad_extra(name, value, "a number of seconds greater than 0")
+    return number
+
+
+def _non_negative_int(extra: dict[str, Any], name: str, default: int) -> int:
+    value = extra.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise _bad_extra(name, value, "a whole number, 0 or more") from None
+    if number < 0:
+        raise _bad_extra(name, value, "a whole number, 0 or more")
+    return number
+
+
+def _boolean(extra: dict[str, Any], name: str, default: bool) -> bool:
+    value = extra.get(name)
+    if value in (None, ""):
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise _bad_extra(name, value, "true or false")
+
+
+def _verify(extra: dict[str, Any]) -> bool | str:
+    """``verify`` is a boolean, or the path of a CA bundle."""
+    value = extra.get("verify")
+    if isinstance(value, str) and value.strip().lower() not in _TRUE | _FALSE | {""}:
+        return value
+    return _boolean(extra, "verify", True)
