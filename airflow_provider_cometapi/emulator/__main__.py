@@ -1,0 +1,66 @@
+"""Command line: ``python -m airflow_provider_cometapi.emulator`` or ``cometapi-emulator``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import TYPE_CHECKING
+
+from airflow_provider_cometapi.emulator.server import EmulatorServer
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cometapi-emulator",
+        description="Serve a local emulator of CometAPI's /v1/images/edits and /v1/models.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
+    parser.add_argument("--api-key", help="the one Bearer key accepted (default: any)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each edit")
+    parser.add_argument("--fault", help="fault for every edit, e.g. 'status=429;retry_after=2'")
+    parser.add_argument("--random-faults", help="random status rates, e.g. '429=0.1,500=0.05'")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random faults")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the emulator until SIGINT or SIGTERM.
+
+    :param argv: command-line arguments; ``None`` reads ``sys.argv``.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        server = EmulatorServer(
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            latency=args.latency,
+            fault=args.fault,
+            random_faults=args.random_faults,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with server:
+        print(f"CometAPI emulator listening on {server.url}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,32 @@
+"""Settings and records shared by :class:`EmulatorServer` and the running app."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from airflow_provider_cometapi.emulator.faults import FaultCounter, FaultSpec, RandomFaults
+from airflow_provider_cometapi.emulator.files import FileStore
+from airflow_provider_cometapi.emulator.records import RecordBook
+
+
+@dataclass
+class EmulatorState:
+    """What the app reads on every request; settings may change while it runs."""
+
+    api_key: str | None = None
+    latency: float = 0.0
+    fault: FaultSpec | None = None
+    random_faults: RandomFaults | None = None
+    records: RecordBook = field(default_factory=RecordBook)
+    files: FileStore = field(default_factory=FileStore)
+    fault_counter: FaultCounter = field(default_factory=FaultCounter)
+    closing: threading.Event = field(default_factory=threading.Event)
+
+    def reset(self) -> None:
+        """Clear records, stored images and ``times`` counts; restart random faults."""
+        self.records.clear()
+        self.files.clear()
+        self.fault_counter.clear()
+        if self.random_faults is not None:
+            self.random_faults.reseed()
