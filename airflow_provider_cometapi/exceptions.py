@@ -86,6 +86,10 @@ class CometAPIBadResponseError(CometAPIError):
     """The server answered with something that is not a usable image-edit result."""
 
 
+class CometAPIOutputError(CometAPIError):
+    """An edited image could not be written; no partial output was left behind."""
+
+
 def error_class_for_status(status: int) -> type[CometAPIError]:
     """Map an HTTP error status to the class a caller should catch."""
     if status in (401, 403):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_cometapi import __version__
+from airflow_provider_cometapi.connection_form import CONN_FIELDS, provider_yaml_behaviour
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -32,6 +33,8 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_provider_cometapi.hooks.cometapi.CometApiHook",
                 "connection-type": "cometapi",
                 "hook-name": "CometAPI",
+                "ui-field-behaviour": provider_yaml_behaviour(),
+                "conn-fields": CONN_FIELDS,
             }
         ],
     }

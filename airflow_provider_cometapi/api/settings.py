@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_MAX_RETRIES = 2
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_FORM_PREFIX = "extra__cometapi__"
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,9 @@ def settings_from_connection(conn: Connection) -> CometApiSettings:
 
 
 def _extra_dict(conn: Connection) -> dict[str, Any]:
+    """The extras, accepting the form's prefixed names (``extra__cometapi__timeout``) too."""
     extra = conn.extra_dejson if conn.extra else {}
-    if isinstance(extra, str):  # pragma: no cover - extra_dejson always parses
-        extra = json.loads(extra)
-    return dict(extra)
+    return {key.removeprefix(_FORM_PREFIX): value for key, value in extra.items()}
 
 
 def _bad_extra(name: str, value: Any, expected: str) -> CometAPIValidationError:

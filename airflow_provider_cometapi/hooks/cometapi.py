@@ -64,16 +64,9 @@ class CometApiHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Show only the fields this connection uses, with their real names."""
-        return {
-            "hidden_fields": ["schema", "port", "login"],
-            "relabeling": {"password": "API Key", "host": "Base URL"},
-            "placeholders": {
-                "host": "https://api.cometapi.com",
-                "password": "your CometAPI key",
-                "extra": '{"timeout": 600, "connect_timeout": 10, "max_retries": 2, '
-                '"default_model": "gpt-image-2", "verify": true}',
-            },
-        }
+        from airflow_provider_cometapi.connection_form import UI_FIELD_BEHAVIOUR
+
+        return UI_FIELD_BEHAVIOUR
 
     @cached_property
     def settings(self) -> CometApiSettings:

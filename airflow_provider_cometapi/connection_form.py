@@ -1,0 +1,49 @@
+"""How the ``cometapi`` connection form looks: pure data, shared by the hook and provider info."""
+
+from __future__ import annotations
+
+from typing import Any
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden_fields": ["schema", "port", "login"],
+    "relabeling": {"password": "API Key", "host": "Base URL"},
+    "placeholders": {
+        "host": "https://api.cometapi.com",
+        "password": "your CometAPI key",
+    },
+}
+
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "timeout": {
+        "label": "Read timeout (seconds)",
+        "description": "How long to wait for an edit; edits take tens of seconds to minutes.",
+        "schema": {"type": ["number", "null"], "default": 600},
+    },
+    "connect_timeout": {
+        "label": "Connect timeout (seconds)",
+        "schema": {"type": ["number", "null"], "default": 10},
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "description": "Retries of 408, 409, 429, 5xx and connect failures.",
+        "schema": {"type": ["integer", "null"], "default": 2},
+    },
+    "default_model": {
+        "label": "Default model",
+        "schema": {"type": ["string", "null"], "default": "gpt-image-2"},
+    },
+    "verify": {
+        "label": "Verify TLS",
+        "schema": {"type": ["boolean", "null"], "default": True},
+    },
+    "retry_on_read_timeout": {
+        "label": "Retry on read timeout",
+        "description": "A retried edit after a read timeout may be billed twice.",
+        "schema": {"type": ["boolean", "null"], "default": False},
+    },
+}
+
+
+def provider_yaml_behaviour() -> dict[str, Any]:
+    """``UI_FIELD_BEHAVIOUR`` with the kebab-case keys of provider metadata."""
+    return {key.replace("_", "-"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
