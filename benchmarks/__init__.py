@@ -1,0 +1,1 @@
+"""Measured figures for the README's Performance section (``make bench``); not pass/fail tests."""
