@@ -28,6 +28,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_cometapi.hooks.cometapi"],
             }
         ],
+        "filesystems": ["airflow_provider_cometapi.storage.memory"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_cometapi.hooks.cometapi.CometApiHook",

@@ -1,16 +1,10 @@
-"""Shared test set-up: a private Airflow home, and ``cometapi_default`` pointing at the emulator."""
+"""Shared test set-up: a private Airflow home and DAG bundles, the emulator connection, DAG runs."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="cometapi-airflow-home-"))
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "false")
-
 import pytest
 
-PLANTED_KEY = "sk-planted-0123456789abcdefSECRET"
+from tests.settings import PLANTED_KEY, TEST_DAGS
 
 
 @pytest.fixture
@@ -26,3 +20,37 @@ def cometapi_conn(cometapi_emulator, monkeypatch):
 
     configure()
     return configure
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's own SQLite metadata database, created once for the session."""
+    from airflow.utils import db
+
+    db.initdb()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on loopback for the whole session."""
+    from tests.s3 import s3_server
+
+    with s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch):
+    """A boto3 client for the loopback S3 server, with the Airflow connection ``s3_test`` set."""
+    from tests.s3 import S3_CONN_ID, client, connection_json
+
+    monkeypatch.setenv(f"AIRFLOW_CONN_{S3_CONN_ID.upper()}", connection_json(s3_endpoint))
+    return client(s3_endpoint)
+
+
+@pytest.fixture
+def run_dag(airflow_db, cometapi_conn):
+    """Write a DAG file into the test bundle, load it, and run it with ``dag.test()``."""
+    from tests.dagrun import DagRunner
+
+    return DagRunner(TEST_DAGS)

@@ -10,8 +10,8 @@ import pytest
 
 from airflow_provider_cometapi.exceptions import CometAPIError
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
-from tests.conftest import PLANTED_KEY
 from tests.imaging import image_bytes
+from tests.settings import PLANTED_KEY
 
 FAULTS = [
     None,

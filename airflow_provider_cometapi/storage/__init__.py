@@ -1,0 +1,1 @@
+"""Reading source images and writing edited outputs through Airflow's ``ObjectStoragePath``."""

@@ -1,0 +1,58 @@
+"""Images handed over through XCom, edited together, and a token report from the usage XCom."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+from airflow.sdk import DAG, Param, task
+
+from airflow_provider_cometapi.operators.image_edit import CometImageEditOperator
+
+with DAG(
+    dag_id="cometapi_xcom_usage_report",
+    schedule=None,
+    catchup=False,
+    tags=["cometapi", "example"],
+    params={
+        "output_dir": Param(
+            os.environ.get("COMETAPI_EXAMPLES_OUTPUT", "/tmp/cometapi-examples"), type="string"
+        ),
+    },
+) as dag:
+
+    @task
+    def collect_images() -> list[str]:
+        """Hand two images downstream as base64 text (XCom cannot carry bytes)."""
+        from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
+
+        return [base64.b64encode(p.read_bytes()).decode() for p in (PAPER_BOAT, PAPER_BOAT_MASK)]
+
+    edit = CometImageEditOperator(
+        task_id="edit",
+        image=collect_images(),
+        prompt="Turn the scene into a sunset, keeping the boat.",
+        output_path="{{ params.output_dir }}/xcom-edit/",
+    )
+
+    @task
+    def token_report(outputs: list[str], params: dict | None = None, ti=None) -> dict:
+        """Read the ``usage`` XCom and write a token report next to the outputs."""
+        from airflow.sdk import ObjectStoragePath
+
+        usage = ti.xcom_pull(task_ids="edit", key="usage")
+        report = {
+            "model": usage["model"],
+            "images": usage["images"],
+            "input_tokens": usage.get("input_tokens"),
+            "output_tokens": usage.get("output_tokens"),
+            "total_tokens": usage.get("total_tokens"),
+            "request_id": usage["request_id"],
+            "outputs": outputs,
+        }
+        target = ObjectStoragePath(f"{params['output_dir'].rstrip('/')}/xcom-edit/tokens.json")
+        target.write_text(json.dumps(report, indent=2))
+        return report
+
+    token_report(edit.output)

@@ -1,0 +1,112 @@
+"""``make demo``: run the showcase DAG end to end and leave the edits and a contact sheet.
+
+Uses the local CometAPI emulator, or the real service when ``COMETAPI_API_KEY`` is set
+(``COMETAPI_BASE_URL`` optional). Airflow's home and SQLite DB stay in ``./.airflow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "demo-output"
+SHOWCASE_DAG = "cometapi_edit_local_image"
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow"))
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "false"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags_examples")
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+
+
+@contextmanager
+def cometapi_service() -> Iterator[str]:
+    """Point ``cometapi_default`` at the real service (with a key) or a local emulator."""
+    key = os.environ.get("COMETAPI_API_KEY")
+    if key:
+        host = os.environ.get("COMETAPI_BASE_URL", "https://api.cometapi.com")
+        os.environ["AIRFLOW_CONN_COMETAPI_DEFAULT"] = json.dumps(
+            {"conn_type": "cometapi", "host": host, "password": key}
+        )
+        yield f"CometAPI at {host}"
+        return
+    from airflow_provider_cometapi.emulator import EmulatorServer
+
+    with EmulatorServer() as emulator:
+        os.environ["AIRFLOW_CONN_COMETAPI_DEFAULT"] = emulator.connection_json("demo-key")
+        yield f"the local CometAPI emulator at {emulator.url}"
+
+
+def run_showcase() -> tuple[str, list[str], dict]:
+    """``dag.test()`` the showcase DAG; return its state, output URIs and usage XCom."""
+    import importlib
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils import db
+    from airflow.utils.session import create_session
+
+    db.initdb()
+    module = importlib.import_module(f"dags_examples.{SHOWCASE_DAG}")
+    run = module.dag.test(run_conf={"output_dir": str(OUTPUT)})
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=SHOWCASE_DAG, run_id=run.run_id)
+        values = {row.key: row.value for row in rows}
+    return str(run.state), values.get("return_value") or [], values.get("usage") or {}
+
+
+def contact_sheet(before: Path, mask: Path, after: list[Path], target: Path) -> Path:
+    """A before / mask / after strip with captions, as one PNG."""
+    from PIL import Image, ImageDraw
+
+    tiles = [("before", Image.open(before).convert("RGB"))]
+    mask_view = Image.open(before).convert("RGB")
+    alpha = Image.open(mask).getchannel("A").point(lambda a: 255 if a == 0 else 0)
+    mask_view.paste((255, 0, 128), mask=alpha)
+    tiles.append(("mask (edit area)", mask_view))
+    tiles += [(f"after #{i + 1}", Image.open(path).convert("RGB")) for i, path in enumerate(after)]
+    width, height, caption, gap = 320, 240, 28, 12
+    sheet = Image.new(
+        "RGB", (gap + len(tiles) * (width + gap), height + caption + 2 * gap), (250, 250, 250)
+    )
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, image) in enumerate(tiles):
+        x = gap + i * (width + gap)
+        sheet.paste(image.resize((width, height)), (x, gap))
+        draw.text((x + 4, gap + height + 8), label, fill=(20, 20, 20))
+    sheet.save(target)
+    return target
+
+
+def main() -> int:
+    """Run the demo; print where the outputs are and the token usage."""
+    from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
+
+    OUTPUT.mkdir(exist_ok=True)
+    with cometapi_service() as where:
+        print(f"Running DAG {SHOWCASE_DAG!r} against {where} ...", flush=True)
+        state, outputs, usage = run_showcase()
+    if state != "success" or not outputs:
+        print(f"The showcase DAG ended {state}; see the log above.", file=sys.stderr)
+        return 1
+    edited = [Path(uri.removeprefix("file://")) for uri in outputs]
+    sheet = contact_sheet(PAPER_BOAT, PAPER_BOAT_MASK, edited, OUTPUT / "contact-sheet.png")
+    print("\nEdited images:")
+    for path in edited:
+        print(f"  {path.relative_to(ROOT)}")
+    print(f"Contact sheet:\n  {sheet.relative_to(ROOT)}")
+    print(
+        f"Token usage ({usage.get('model')}, request {usage.get('request_id')}): "
+        f"{usage.get('input_tokens')} input + {usage.get('output_tokens')} output = "
+        f"{usage.get('total_tokens')} total"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

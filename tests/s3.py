@@ -1,0 +1,47 @@
+"""A real S3-protocol server (moto's server mode) on loopback, and an Airflow ``aws`` connection."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+S3_CONN_ID = "s3_test"
+ACCESS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """Serve S3 on a free loopback port; yield the endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def connection_json(endpoint: str) -> str:
+    """An Airflow ``aws`` connection to the local server."""
+    extra = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+    return json.dumps(
+        {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
+    )
+
+
+def client(endpoint: str):
+    """A boto3 S3 client for the local server."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **ACCESS)
