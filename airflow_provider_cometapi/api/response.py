@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -11,11 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.images import sniff_mime_type
 from airflow_provider_cometapi.api.results import EditedImage
-from airflow_provider_cometapi.exceptions import (
-    CometAPIBadResponseError,
-    CometAPIError,
-    error_class_for_status,
-)
+from airflow_provider_cometapi.api.streaming import ImageUrl, StreamedEditDecoder
+from airflow_provider_cometapi.api.streaming import bad_response as _bad
+from airflow_provider_cometapi.exceptions import CometAPIError, error_class_for_status
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -34,14 +30,6 @@ class ParsedEdit:
     outputs: list[EditedImage | ImageUrl]
 
 
-@dataclass(frozen=True)
-class ImageUrl:
-    """An output the server returned as a URL, still to be downloaded."""
-
-    url: str
-    revised_prompt: str | None = None
-
-
 def request_id_from(headers: Mapping[str, str]) -> str | None:
     """The request id the server sent, if any."""
     for name in REQUEST_ID_HEADERS:
@@ -53,18 +41,26 @@ def request_id_from(headers: Mapping[str, str]) -> str | None:
 
 def parse_edit_body(body: bytes, request_id: str | None) -> ParsedEdit:
     """Parse a 200 edit response body; raise ``CometAPIBadResponseError`` if it is unusable."""
-    payload = _json_object(body, request_id)
-    data = payload.get("data")
-    if not isinstance(data, list) or not data:
-        raise _bad(f"the response has no 'data' list of images ({_keys(payload)})", request_id)
-    usage = payload.get("usage")
-    outputs = [_output(item, index, request_id) for index, item in enumerate(data)]
-    created = payload.get("created")
-    return ParsedEdit(
-        created=created if isinstance(created, int) and not isinstance(created, bool) else 0,
-        usage=usage if isinstance(usage, dict) else {},
-        outputs=outputs,
-    )
+    buffers: dict[int, _MemoryWriter] = {}
+
+    def open_writer(slot: int, mime_type: str) -> _MemoryWriter:
+        buffers[slot] = _MemoryWriter()
+        return buffers[slot]
+
+    decoder = StreamedEditDecoder(open_writer, request_id)
+    decoder.feed(body)
+    streamed = decoder.finish()
+    outputs: list[EditedImage | ImageUrl] = [
+        item
+        if isinstance(item, ImageUrl)
+        else EditedImage(
+            data=b"".join(buffers[item.slot].parts),
+            mime_type=item.mime_type,
+            revised_prompt=item.revised_prompt,
+        )
+        for item in streamed.outputs
+    ]
+    return ParsedEdit(created=streamed.created, usage=streamed.usage, outputs=outputs)
 
 
 def decode_image_bytes(data: bytes, what: str, request_id: str | None) -> str:
@@ -149,47 +145,15 @@ def _error_details(body: bytes) -> tuple[str, str | None, str | None]:
     return excerpt(head[:MAX_MESSAGE_CHARS].decode("utf-8", "replace")), None, None
 
 
-def _json_object(body: bytes, request_id: str | None) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        head = body[:512].lower()
-        if b"<html" in head or b"<!doctype" in head:
-            raise _bad("the server sent an HTML page instead of JSON", request_id) from None
-        raise _bad(f"the response is not valid JSON ({len(body)} bytes)", request_id) from None
-    if not isinstance(payload, dict):
-        raise _bad(f"the response is a JSON {type(payload).__name__}, not an object", request_id)
-    return payload
+class _MemoryWriter:
+    """Keeps one decoded output in memory."""
 
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
 
-def _output(item: Any, index: int, request_id: str | None) -> EditedImage | ImageUrl:
-    if not isinstance(item, dict):
-        raise _bad(f"data[{index}] is not an object", request_id)
-    revised = item.get("revised_prompt")
-    revised_prompt = revised if isinstance(revised, str) else None
-    encoded = item.get("b64_json")
-    if isinstance(encoded, str) and encoded:
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise _bad(f"data[{index}].b64_json is not valid base64", request_id) from None
-        mime_type = decode_image_bytes(data, f"data[{index}].b64_json", request_id)
-        return EditedImage(data=data, mime_type=mime_type, revised_prompt=revised_prompt)
-    url = item.get("url")
-    if isinstance(url, str) and url:
-        return ImageUrl(url=url, revised_prompt=revised_prompt)
-    raise _bad(f"data[{index}] has neither 'b64_json' nor 'url'", request_id)
+    def write(self, data: bytes, /) -> object:
+        self.parts.append(data)
+        return None
 
-
-def _keys(payload: dict[str, Any]) -> str:
-    keys = ", ".join(sorted(str(k) for k in payload)[:8])
-    return f"keys: {keys}" if keys else "empty object"
-
-
-def _bad(what: str, request_id: str | None) -> CometAPIBadResponseError:
-    return CometAPIBadResponseError(
-        f"CometAPI sent an unusable answer: {what}. Retry the task; if it persists, "
-        "report the request id to CometAPI.",
-        status=200,
-        request_id=request_id,
-    )
+    def close(self) -> None:
+        """Nothing to release."""

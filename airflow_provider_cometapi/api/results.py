@@ -31,6 +31,7 @@ class ImageEditResult:
     images: list[EditedImage]
     usage: dict[str, Any]
     request_id: str | None = None
+    retries: int = 0
 
     def to_xcom(self) -> dict[str, Any]:
         """JSON-friendly summary, without image bytes."""
@@ -48,3 +49,25 @@ class ImageEditResult:
                 for image in self.images
             ],
         }
+
+
+@dataclass(frozen=True)
+class WrittenImage:
+    """One output written into a sink: its slot there, its type and size, never its bytes."""
+
+    slot: int
+    mime_type: str
+    size: int
+    revised_prompt: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class EditOutcome:
+    """What one edit call streamed into a sink, with the usage and how many retries it took."""
+
+    created: int
+    usage: dict[str, Any]
+    request_id: str | None
+    images: list[WrittenImage]
+    retries: int = 0

@@ -10,32 +10,39 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.bases.hook import BaseHook
 
 from airflow_provider_cometapi import __version__
-from airflow_provider_cometapi.api.request import EDIT_PATH, MODELS_PATH, build_edit_request
+from airflow_provider_cometapi.api.failures import Failure, failure_error, give_up_note
+from airflow_provider_cometapi.api.request import (
+    EDIT_PATH,
+    MODELS_PATH,
+    EditRequest,
+    build_edit_request,
+)
 from airflow_provider_cometapi.api.response import (
     ImageUrl,
-    decode_image_bytes,
     error_from_response,
-    parse_edit_body,
     request_id_from,
 )
-from airflow_provider_cometapi.api.results import EditedImage, ImageEditResult
-from airflow_provider_cometapi.api.retry import RetryDecision, RetryPolicy
-from airflow_provider_cometapi.api.settings import CometApiSettings, settings_from_connection
-from airflow_provider_cometapi.exceptions import (
-    CometAPIBadResponseError,
-    CometAPIConnectionError,
-    CometAPIError,
-    CometAPITimeoutError,
+from airflow_provider_cometapi.api.results import (
+    EditedImage,
+    EditOutcome,
+    ImageEditResult,
+    WrittenImage,
 )
+from airflow_provider_cometapi.api.retry import RetryPolicy
+from airflow_provider_cometapi.api.settings import CometApiSettings, settings_from_connection
+from airflow_provider_cometapi.api.sinks import DownloadCopy, ImageSink, MemorySink
+from airflow_provider_cometapi.api.streaming import StreamedEditDecoder, StreamedImage
+from airflow_provider_cometapi.exceptions import CometAPIBadResponseError, CometAPIError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     import requests
 
     from airflow_provider_cometapi.api.images import ImageInput
 
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+CHUNK_BYTES = 256 * 1024
 USER_AGENT = f"airflow-provider-cometapi/{__version__}"
 
 
@@ -109,7 +116,7 @@ class CometApiHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Check the key and base URL with ``GET /v1/models``."""
         try:
-            response = self._send("GET", self.settings.url(MODELS_PATH), authenticated=True)
+            response, _ = self._send("GET", self.settings.url(MODELS_PATH), authenticated=True)
             models = response.json().get("data", [])
         except CometAPIError as exc:
             return False, str(exc)
@@ -163,58 +170,104 @@ class CometApiHook(BaseHook):
             response_format=response_format,
             extra_fields=extra_fields,
         )
-        key = idempotency_key or f"airflow-cometapi-{uuid.uuid4().hex}"
-        response = self._send(
+        sink = MemorySink()
+        outcome = self.run_edit(request, sink, timeout=timeout, idempotency_key=idempotency_key)
+        images = [
+            EditedImage(
+                data=sink.data(image.slot),
+                mime_type=image.mime_type,
+                revised_prompt=image.revised_prompt,
+                url=image.url,
+            )
+            for image in outcome.images
+        ]
+        return ImageEditResult(
+            created=outcome.created,
+            images=images,
+            usage=outcome.usage,
+            request_id=outcome.request_id,
+            retries=outcome.retries,
+        )
+
+    def run_edit(
+        self,
+        request: EditRequest,
+        sink: ImageSink,
+        *,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> EditOutcome:
+        """
+        Send a checked request and stream every output image into ``sink``.
+
+        The response is decoded chunk by chunk, so memory stays flat however large the images.
+
+        :param request: from ``build_edit_request``.
+        :param sink: opens one writer per output.
+        :param timeout: read timeout in seconds for this call.
+        :param idempotency_key: sent as ``Idempotency-Key`` on every attempt.
+        """
+        response, retries = self._send(
             "POST",
             self.settings.url(EDIT_PATH),
             authenticated=True,
             timeout=timeout,
-            headers={"Idempotency-Key": key},
+            stream=True,
+            headers={"Idempotency-Key": idempotency_key or new_idempotency_key()},
             data=request.fields,
             files=request.file_parts(),
         )
         request_id = request_id_from(response.headers)
-        parsed = parse_edit_body(response.content, request_id)
-        images = [
-            item if isinstance(item, EditedImage) else self._download(item, index, request_id)
-            for index, item in enumerate(parsed.outputs)
-        ]
-        result = ImageEditResult(
-            created=parsed.created, images=images, usage=parsed.usage, request_id=request_id
-        )
+        decoder = StreamedEditDecoder(sink.open_writer, request_id)
+        with response:
+            self._pump(response, decoder.feed)
+        streamed = decoder.finish()
+        images: list[WrittenImage] = []
+        next_slot = len(decoder.opened_slots)
+        for index, item in enumerate(streamed.outputs):
+            if isinstance(item, ImageUrl):
+                images.append(self._download(item, index, next_slot, sink, request_id))
+                next_slot += 1
+            else:
+                images.append(
+                    WrittenImage(item.slot, item.mime_type, item.size, item.revised_prompt)
+                )
         self.log.info(
             "CometAPI edit done: %d image(s), %s total tokens, request id %s",
             len(images),
-            parsed.usage.get("total_tokens", "unknown"),
+            streamed.usage.get("total_tokens", "unknown"),
             request_id,
         )
-        return result
+        return EditOutcome(streamed.created, streamed.usage, request_id, images, retries)
 
-    def _download(self, item: ImageUrl, index: int, request_id: str | None) -> EditedImage:
-        """Fetch an output the server returned as a URL, capped at 64 MiB."""
+    def _download(
+        self, item: ImageUrl, index: int, slot: int, sink: ImageSink, request_id: str | None
+    ) -> WrittenImage:
+        """Stream an output the server returned as a URL into ``sink``, capped at 64 MiB."""
+        label = f"the download of data[{index}].url"
         if not item.url.lower().startswith(("http://", "https://")):
             raise CometAPIBadResponseError(
                 f"CometAPI returned data[{index}].url with a scheme other than http(s); "
                 "request response_format='b64_json' instead.",
                 request_id=request_id,
             )
-        response = self._send("GET", item.url, authenticated=False, stream=True)
+        response, _ = self._send("GET", item.url, authenticated=False, stream=True)
+        copy = DownloadCopy(sink, slot, label, request_id, MAX_DOWNLOAD_BYTES)
         with response:
-            chunks, total = [], 0
-            for chunk in response.iter_content(chunk_size=1 << 16):
-                total += len(chunk)
-                if total > MAX_DOWNLOAD_BYTES:
-                    raise CometAPIBadResponseError(
-                        f"data[{index}].url is larger than {MAX_DOWNLOAD_BYTES >> 20} MiB; "
-                        "refusing to download it.",
-                        request_id=request_id,
-                    )
-                chunks.append(chunk)
-        data = b"".join(chunks)
-        mime_type = decode_image_bytes(data, f"the download of data[{index}].url", request_id)
-        return EditedImage(
-            data=data, mime_type=mime_type, revised_prompt=item.revised_prompt, url=item.url
-        )
+            self._pump(response, copy.feed)
+        copy.finish()
+        return WrittenImage(slot, copy.mime_type, copy.size, item.revised_prompt, item.url)
+
+    def _pump(self, response: requests.Response, feed: Callable[[bytes], None]) -> None:
+        """Feed a streamed body to ``feed``; a failure now is final (the edit is billed)."""
+        import requests
+
+        try:
+            for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
+                feed(chunk)
+        except requests.RequestException as exc:
+            failure = _classify(exc)
+            raise failure_error(failure, f"{failure.value} while reading the answer") from exc
 
     def _send(
         self,
@@ -224,8 +277,8 @@ class CometApiHook(BaseHook):
         authenticated: bool,
         timeout: float | None = None,
         **kwargs: Any,
-    ) -> requests.Response:
-        """Send with the retry rules; return a 2xx response or raise a typed error."""
+    ) -> tuple[requests.Response, int]:
+        """Send with the retry rules; return a 2xx response and the retries it took."""
         import requests
 
         settings = self.settings
@@ -254,13 +307,15 @@ class CometApiHook(BaseHook):
                     **kwargs,
                 )
             except requests.RequestException as exc:
-                what = _describe_failure(exc)
-                decision = policy.for_failure(retries, connect=_never_sent(exc), what=what)
+                failure = _classify(exc)
+                decision = policy.for_failure(
+                    retries, connect=failure.never_sent, what=failure.value
+                )
                 if not decision.retry:
-                    raise _transport_error(exc, decision) from exc
+                    raise failure_error(failure, decision.reason) from exc
             else:
                 if response.status_code < 300:
-                    return response
+                    return response, retries
                 decision = policy.for_status(retries, response.status_code, response.headers)
                 if not decision.retry:
                     with response:
@@ -270,7 +325,7 @@ class CometApiHook(BaseHook):
                         body,
                         response.headers,
                         secrets=(settings.api_key,),
-                        note=_give_up_note(decision, retries),
+                        note=give_up_note(decision.wait_too_long, decision.reason, retries),
                     )
                 response.close()
             self.log.info(
@@ -282,6 +337,11 @@ class CometApiHook(BaseHook):
             )
             self._sleep(decision.wait)
             retries += 1
+
+
+def new_idempotency_key() -> str:
+    """A fresh ``Idempotency-Key`` for one logical call."""
+    return f"airflow-cometapi-{uuid.uuid4().hex}"
 
 
 class _BearerAuth:
@@ -298,54 +358,22 @@ class _BearerAuth:
         return "_BearerAuth(***)"
 
 
-def _never_sent(exc: Exception) -> bool:
-    """True when the connection was never made, so the server cannot have done the edit."""
+def _classify(exc: Exception) -> Failure:
+    """Name a ``requests`` failure in transport-neutral terms."""
     import requests
     from urllib3.exceptions import NewConnectionError
 
     if isinstance(exc, requests.ConnectTimeout):
-        return True
-    cause = exc.args[0] if exc.args else None
-    return isinstance(cause, NewConnectionError) or isinstance(
-        getattr(cause, "reason", None), NewConnectionError
-    )
-
-
-def _describe_failure(exc: Exception) -> str:
-    import requests
-
-    if isinstance(exc, requests.ConnectTimeout):
-        return "connect timeout"
+        return Failure.CONNECT_TIMEOUT
     if isinstance(exc, requests.ReadTimeout):
-        return "read timeout"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "answer cut off mid-body"
-    if _never_sent(exc):
-        return "connection refused or unreachable"
-    return "connection dropped"
-
-
-def _transport_error(exc: Exception, decision: RetryDecision) -> CometAPIError:
-    import requests
-
-    if isinstance(exc, requests.Timeout):
-        return CometAPITimeoutError(
-            f"CometAPI did not answer in time ({decision.reason}). Raise the connection's "
-            "'timeout' extra; set 'retry_on_read_timeout' to retry (a retried edit may be "
-            "billed twice)."
-        )
-    cut_off = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
-    if isinstance(exc, cut_off):
-        return CometAPIBadResponseError(
-            f"CometAPI's answer was cut off ({decision.reason}). Retry the task later."
-        )
-    return CometAPIConnectionError(
-        f"Could not reach CometAPI ({decision.reason}): check the connection's base URL and "
-        "the network."
-    )
-
-
-def _give_up_note(decision: RetryDecision, retries: int) -> str:
-    if decision.wait_too_long:
-        return f"Not retried: {decision.reason}"
-    return f"Gave up after {retries} retries" if retries else ""
+        return Failure.READ_TIMEOUT
+    cause = exc.args[0] if exc.args else None
+    if isinstance(cause, NewConnectionError) or isinstance(
+        getattr(cause, "reason", None), NewConnectionError
+    ):
+        return Failure.CONNECT
+    if isinstance(
+        exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+    ):
+        return Failure.CUT_OFF
+    return Failure.DROPPED

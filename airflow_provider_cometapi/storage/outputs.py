@@ -7,11 +7,12 @@ import string
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_cometapi.api.results import EXTENSIONS
 from airflow_provider_cometapi.exceptions import CometAPIOutputError, CometAPIValidationError
 from airflow_provider_cometapi.storage.paths import storage_path
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 PLACEHOLDERS = frozenset({"stem", "index", "ext", "map_index"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -46,12 +47,17 @@ def check_output_path(output_path: str, *, n: int, mapped: bool) -> None:
 
 
 def output_targets(
-    output_path: str, *, stem: str, extensions: Sequence[str], map_index: int
+    output_path: str,
+    *,
+    stem: str,
+    extensions: Sequence[str],
+    map_index: int,
+    first_index: int = 0,
 ) -> list[str]:
     """The final location of each output, in order."""
     stem = safe_stem(stem)
     targets = []
-    for index, ext in enumerate(extensions):
+    for index, ext in enumerate(extensions, start=first_index):
         if output_path.endswith("/"):
             mapped = f"-{map_index}" if map_index >= 0 else ""
             targets.append(f"{output_path}{stem}{mapped}-{index}.{ext}")
@@ -72,40 +78,77 @@ def safe_stem(stem: str) -> str:
     return cleaned[:100] or "image"
 
 
-def write_outputs(blobs: Sequence[bytes], targets: Sequence[str], conn_id: str | None) -> list[str]:
-    """Write every blob to a hidden staging name, then move each into place.
+class StagedOutputs:
+    """An image sink that stages each output next to its target and moves them in on commit.
 
-    If anything fails, every staged file is removed, and no partial file is left at a target.
+    Nothing reaches a final path until every output is complete: ``discard()`` (or a failed
+    ``commit()``) removes what was staged, so no partial file is ever left behind.
     """
-    paths = [storage_path(target, conn_id) for target in targets]
-    staged: list[tuple[Any, Any]] = []
-    try:
-        for data, path in zip(blobs, paths, strict=False):
-            staging = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.partial"
-            staged.append((staging, path))
-            if path.protocol in ("", "file", "local"):
-                path.parent.mkdir(parents=True, exist_ok=True)
-            with staging.open("wb") as handle:
-                handle.write(data)
-        for staging, path in staged:
-            path.fs.mv(staging.path, path.path)
-    except Exception as exc:
-        _discard(staged)
-        raise CometAPIOutputError(
-            f"Writing the edited image to {paths[len(staged) - 1] if staged else targets[0]} "
-            f"failed ({type(exc).__name__}: {str(exc)[:200]}); nothing partial was left. Check "
-            "output_path and output_conn_id, then retry the task."
-        ) from exc
-    return [str(path) for path in paths]
 
+    def __init__(self, output_path: str, *, stem: str, map_index: int, conn_id: str | None) -> None:
+        self.output_path = output_path
+        self.stem = stem
+        self.map_index = map_index
+        self.conn_id = conn_id
+        self._staged: dict[int, tuple[Any, Any, Any]] = {}
 
-def _discard(staged: list[tuple[Any, Any]]) -> None:
-    for staging, _ in staged:
+    def open_writer(self, slot: int, mime_type: str) -> Any:
+        """Open the staging file for output ``slot``."""
+        (target,) = output_targets(
+            self.output_path,
+            stem=self.stem,
+            extensions=[EXTENSIONS[mime_type]],
+            map_index=self.map_index,
+            first_index=slot,
+        )
+        final = storage_path(target, self.conn_id)
+        staging = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.partial"
         try:
-            if staging.exists():
-                staging.unlink()
-        except Exception:  # best effort: the original error is what the caller needs
-            continue
+            if final.protocol in ("", "file", "local"):
+                final.parent.mkdir(parents=True, exist_ok=True)
+            handle = staging.open("wb")
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        self._staged[slot] = (staging, final, handle)
+        return _GuardedWriter(handle, self._failed)
+
+    @property
+    def targets(self) -> list[str]:
+        """The final URIs, in slot order."""
+        return [str(self._staged[slot][1]) for slot in sorted(self._staged)]
+
+    def commit(self) -> list[str]:
+        """Move every staged output into place; return the final URIs in slot order."""
+        try:
+            for slot in sorted(self._staged):
+                staging, final, handle = self._staged[slot]
+                handle.close()
+                final.fs.mv(staging.path, final.path)
+        except Exception as exc:
+            self.discard()
+            raise self._failed(exc) from exc
+        return self.targets
+
+    def _failed(self, exc: Exception) -> CometAPIOutputError:
+        return CometAPIOutputError(
+            f"Writing the edited images to {self.output_path} failed "
+            f"({type(exc).__name__}: {str(exc)[:200]}); nothing partial was left. Check "
+            "output_path and output_conn_id, then retry the task."
+        )
+
+    def discard(self) -> None:
+        """Abort open writes and remove every staged file (best effort)."""
+        for staging, _, handle in self._staged.values():
+            try:
+                abort = getattr(handle, "discard", None)
+                abort() if callable(abort) else handle.close()
+            except Exception:  # the original error is what the caller needs
+                pass
+            try:
+                if staging.exists():
+                    staging.unlink()
+            except Exception:
+                continue
 
 
 def _placeholders(template: str) -> set[str]:
@@ -123,3 +166,22 @@ def _placeholders(template: str) -> set[str]:
             param="output_path",
         )
     return names
+
+
+class _GuardedWriter:
+    """A staged file's writer whose storage errors surface as ``CometAPIOutputError``."""
+
+    def __init__(self, handle: Any, failed: Callable[[Exception], CometAPIOutputError]) -> None:
+        self._handle, self._failed = handle, failed
+
+    def write(self, data: bytes) -> object:
+        try:
+            return self._handle.write(data)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        except Exception as exc:
+            raise self._failed(exc) from exc

@@ -1,0 +1,48 @@
+"""Transport failures, named the same way by every transport, and the typed error each becomes."""
+
+from __future__ import annotations
+
+import enum
+
+from airflow_provider_cometapi.exceptions import (
+    CometAPIBadResponseError,
+    CometAPIConnectionError,
+    CometAPIError,
+    CometAPITimeoutError,
+)
+
+
+class Failure(enum.Enum):
+    """What went wrong on the wire, in words for the log."""
+
+    CONNECT = "connection refused or unreachable"
+    CONNECT_TIMEOUT = "connect timeout"
+    READ_TIMEOUT = "read timeout"
+    CUT_OFF = "answer cut off mid-body"
+    DROPPED = "connection dropped"
+
+    @property
+    def never_sent(self) -> bool:
+        """True when the request never reached the server, so nothing can have been billed."""
+        return self in (Failure.CONNECT, Failure.CONNECT_TIMEOUT)
+
+
+def failure_error(failure: Failure, reason: str) -> CometAPIError:
+    """The typed error a caller sees once a failure is not retried."""
+    if failure in (Failure.READ_TIMEOUT, Failure.CONNECT_TIMEOUT):
+        return CometAPITimeoutError(
+            f"CometAPI did not answer in time ({reason}). Raise the connection's 'timeout' "
+            "extra; set 'retry_on_read_timeout' to retry (a retried edit may be billed twice)."
+        )
+    if failure is Failure.CUT_OFF:
+        return CometAPIBadResponseError(f"CometAPI's answer was cut off ({reason}). Retry later.")
+    return CometAPIConnectionError(
+        f"Could not reach CometAPI ({reason}): check the connection's base URL and the network."
+    )
+
+
+def give_up_note(wait_too_long: bool, reason: str, retries: int) -> str:
+    """The sentence added to an error once the retries stop."""
+    if wait_too_long:
+        return f"Not retried: {reason}"
+    return f"Gave up after {retries} retries" if retries else ""
