@@ -90,6 +90,10 @@ class CometAPIOutputError(CometAPIError):
     """An edited image could not be written; no partial output was left behind."""
 
 
+class CometAPIBatchError(CometAPIError):
+    """One or more items of a batch failed; the others' outputs were written."""
+
+
 def error_class_for_status(status: int) -> type[CometAPIError]:
     """Map an HTTP error status to the class a caller should catch."""
     if status in (401, 403):
@@ -103,3 +107,16 @@ def error_class_for_status(status: int) -> type[CometAPIError]:
     if 400 <= status < 500:
         return CometAPIBadRequestError
     return CometAPIBadResponseError
+
+
+def rebuild_error(described: dict) -> CometAPIError:
+    """Turn an error described as JSON (``type``, ``message``, …) back into its class."""
+    cls = globals().get(str(described.get("type")))
+    if not (isinstance(cls, type) and issubclass(cls, CometAPIError)):
+        cls = CometAPIError
+    return cls(
+        str(described.get("message", "")),
+        status=described.get("status"),
+        request_id=described.get("request_id"),
+        param=described.get("param"),
+    )

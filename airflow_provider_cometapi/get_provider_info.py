@@ -28,6 +28,32 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_cometapi.hooks.cometapi"],
             }
         ],
+        "triggers": [
+            {
+                "integration-name": "CometAPI",
+                "python-modules": ["airflow_provider_cometapi.triggers.image_edit"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "CometAPI",
+                "python-modules": ["airflow_provider_cometapi.operators.image_edit"],
+            }
+        ],
+        "config": {
+            "cometapi": {
+                "description": "Defaults of the CometAPI provider's operators.",
+                "options": {
+                    "default_deferrable": {
+                        "description": "Whether CometAPI operators defer by default.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    }
+                },
+            }
+        },
         "filesystems": ["airflow_provider_cometapi.storage.memory"],
         "connection-types": [
             {

@@ -179,7 +179,13 @@ def create_app(state: EmulatorState) -> FastAPI:
                 raise problem
 
             return await recorded(request, {}, [], refuse)
-        return await recorded(request, fields, files, lambda: answer_edit(request, fields, files))
+        state.enter()
+        try:
+            return await recorded(
+                request, fields, files, lambda: answer_edit(request, fields, files)
+            )
+        finally:
+            state.leave()
 
     @app.get("/v1/models")
     async def models(request: Request) -> Response:

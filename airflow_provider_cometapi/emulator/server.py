@@ -146,6 +146,11 @@ class EmulatorServer:
         """Copies of the billing records, one per successful edit."""
         return self._state.records.billed()
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most edit requests the emulator has been answering at once since the last reset."""
+        return self._state.max_in_flight
+
     def reset(self) -> None:
         """Clear records, served files and ``times`` counts; restart random faults."""
         self._state.reset()

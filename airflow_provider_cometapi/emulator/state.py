@@ -22,11 +22,23 @@ class EmulatorState:
     files: FileStore = field(default_factory=FileStore)
     fault_counter: FaultCounter = field(default_factory=FaultCounter)
     closing: threading.Event = field(default_factory=threading.Event)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def enter(self) -> None:
+        """Count an edit request starting (the app's event loop is single-threaded)."""
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        """Count an edit request answered."""
+        self.in_flight -= 1
 
     def reset(self) -> None:
         """Clear records, stored images and ``times`` counts; restart random faults."""
         self.records.clear()
         self.files.clear()
         self.fault_counter.clear()
+        self.max_in_flight = self.in_flight
         if self.random_faults is not None:
             self.random_faults.reseed()

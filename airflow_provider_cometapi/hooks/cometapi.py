@@ -31,7 +31,7 @@ from airflow_provider_cometapi.api.results import (
 from airflow_provider_cometapi.api.retry import RetryPolicy
 from airflow_provider_cometapi.api.settings import CometApiSettings, settings_from_connection
 from airflow_provider_cometapi.api.sinks import DownloadCopy, ImageSink, MemorySink
-from airflow_provider_cometapi.api.streaming import StreamedEditDecoder, StreamedImage
+from airflow_provider_cometapi.api.streaming import StreamedEditDecoder
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError, CometAPIError
 
 if TYPE_CHECKING:

@@ -1,14 +1,20 @@
-"""CometImageEditOperator: read images, edit them with CometAPI, write the outputs back."""
+"""Operators that read images, edit them with CometAPI and write the outputs back."""
 
 from __future__ import annotations
 
 import base64
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_cometapi.exceptions import CometAPIValidationError
+from airflow_provider_cometapi.exceptions import (
+    CometAPIBatchError,
+    CometAPIValidationError,
+    rebuild_error,
+)
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 
 if TYPE_CHECKING:
@@ -16,10 +22,193 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-    from airflow_provider_cometapi.api.results import ImageEditResult
+    from airflow_provider_cometapi.editing import EditParams, ItemPlan
+
+ON_ITEM_FAILURE = ("fail", "continue")
 
 
-class CometImageEditOperator(BaseOperator):
+def _default_deferrable() -> bool:
+    from airflow.configuration import conf
+
+    return conf.getboolean("cometapi", "default_deferrable", fallback=False)
+
+
+class _CometImageEditBase(BaseOperator):
+    """What both operators share: edit parameters, connections, the hook, deferral."""
+
+    template_fields: Sequence[str] = (
+        "prompt",
+        "mask",
+        "output_path",
+        "model",
+        "size",
+        "quality",
+        "output_format",
+        "extra_fields",
+    )
+    ui_color = "#e8d6f7"
+
+    def __init__(
+        self,
+        *,
+        prompt: str,
+        mask: Any = None,
+        output_path: str | None = None,
+        model: str | None = None,
+        n: int | None = None,
+        quality: str | None = None,
+        size: str | None = None,
+        output_format: str | None = None,
+        response_format: str | None = None,
+        extra_fields: dict[str, Any] | None = None,
+        cometapi_conn_id: str = CometApiHook.default_conn_name,
+        source_conn_id: str | None = None,
+        output_conn_id: str | None = None,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prompt = prompt
+        self.mask = mask
+        self.output_path = output_path
+        self.model = model
+        self.n = n
+        self.quality = quality
+        self.size = size
+        self.output_format = output_format
+        self.response_format = response_format
+        self.extra_fields = extra_fields
+        self.cometapi_conn_id = cometapi_conn_id
+        self.source_conn_id = source_conn_id
+        self.output_conn_id = output_conn_id
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+
+    @cached_property
+    def hook(self) -> CometApiHook:
+        """The hook for ``cometapi_conn_id``."""
+        return CometApiHook(cometapi_conn_id=self.cometapi_conn_id)
+
+    def _edit_params(self) -> EditParams:
+        """The checked edit parameters (cheap checks first, before reading any input)."""
+        from airflow_provider_cometapi.api.request import (
+            OUTPUT_FORMATS,
+            QUALITIES,
+            RESPONSE_FORMATS,
+            check_choice,
+            check_n,
+            check_prompt,
+            check_size,
+        )
+        from airflow_provider_cometapi.editing import EditParams
+
+        check_prompt(self.prompt)
+        for name, value, options in (
+            ("quality", self.quality, QUALITIES),
+            ("response_format", self.response_format, RESPONSE_FORMATS),
+            ("output_format", self.output_format, OUTPUT_FORMATS),
+        ):
+            if value is not None:
+                check_choice(name, value, options)
+        return EditParams(
+            prompt=self.prompt,
+            model=self.model or self.hook.settings.default_model,
+            n=check_n(self.n) if self.n is not None else None,
+            quality=self.quality,
+            size=check_size(self.size) if self.size is not None else None,
+            output_format=self.output_format,
+            response_format=self.response_format,
+            extra_fields=dict(self.extra_fields) if self.extra_fields else None,
+        )
+
+    def _check_output_path(self, *, several_names: bool) -> str:
+        from airflow_provider_cometapi.storage.outputs import check_output_path
+
+        if not self.output_path:
+            raise CometAPIValidationError(
+                f"{type(self).__name__} needs output_path here: outputs are written to storage.",
+                param="output_path",
+            )
+        check_output_path(self.output_path, n=self.n or 1, mapped=several_names)
+        return self.output_path
+
+    def _plan(self, sources: list[Any], *, label: str, slot: int, output_path: str) -> ItemPlan:
+        from airflow_provider_cometapi.editing import ItemPlan
+
+        return ItemPlan(
+            sources=sources,
+            mask=self.mask,
+            source_conn_id=self.source_conn_id,
+            output_path=output_path,
+            output_conn_id=self.output_conn_id,
+            map_index=slot,
+            label=label,
+        )
+
+    def _run_item(self, hook: CometApiHook, plan: ItemPlan, params: EditParams) -> dict[str, Any]:
+        """Edit one item and commit its outputs; any failure leaves nothing behind and raises."""
+        from airflow_provider_cometapi.editing import item_result, prepare_item
+
+        request, sink = prepare_item(plan, params)
+        try:
+            outcome = hook.run_edit(request, sink)
+            outputs = sink.commit()
+        except BaseException:
+            sink.discard()
+            raise
+        for uri in outputs:
+            self.log.info("Wrote %s", uri)
+        return item_result(plan.label, outputs=outputs, outcome=outcome)
+
+    def _defer_items(
+        self,
+        context: Context,
+        plans: list[ItemPlan],
+        params: EditParams,
+        *,
+        max_concurrency: int,
+        on_item_failure: str,
+    ) -> None:
+        """Check every item here, stage in-memory inputs, and hand the edits to the triggerer.
+
+        An item that fails its checks fails the task at once with ``fail``; with ``continue`` it
+        is recorded as failed and the others are deferred.
+        """
+        from dataclasses import asdict
+
+        from airflow_provider_cometapi.editing import item_result, prepare_item
+        from airflow_provider_cometapi.storage.staging import stage_inputs
+        from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
+
+        settled: list[dict[str, Any] | None] = []
+        for plan in plans:
+            try:
+                prepare_item(plan, params)  # reads and checks; nothing is written yet
+                settled.append(None)
+            except CometAPIValidationError as exc:
+                if on_item_failure == "fail":
+                    raise
+                settled.append(item_result(plan.label, error=exc))
+        placed, staged = stage_inputs(plans, context, self.output_conn_id)
+        self.defer(
+            trigger=CometImageEditTrigger(
+                items=[asdict(plan) for plan in placed],
+                settled=settled,
+                staged=staged,
+                params=params.to_dict(),
+                cometapi_conn_id=self.cometapi_conn_id,
+                max_concurrency=max_concurrency,
+                on_item_failure=on_item_failure,
+            ),
+            method_name="execute_complete",
+        )
+
+    def _cleanup_staged(self, event: dict[str, Any]) -> None:
+        from airflow_provider_cometapi.storage.staging import remove_staged
+
+        remove_staged(event.get("staged", []), self.output_conn_id)
+
+
+class CometImageEditOperator(_CometImageEditBase):
     """
     Edit an image (or up to 16 together) with a prompt, and write the edited images out.
 
@@ -43,122 +232,73 @@ class CometImageEditOperator(BaseOperator):
     :param source_conn_id: connection for reading object-storage sources.
     :param output_conn_id: connection for writing to ``output_path``.
     :param max_xcom_bytes: largest total of base64 outputs returned through XCom.
+    :param deferrable: wait for the edit on the triggerer instead of holding a worker slot
+        (needs ``output_path``); defaults to ``[cometapi] default_deferrable``.
     """
 
-    template_fields: Sequence[str] = (
-        "prompt",
-        "image",
-        "mask",
-        "output_path",
-        "model",
-        "size",
-        "quality",
-        "output_format",
-        "extra_fields",
-    )
-    ui_color = "#e8d6f7"
+    template_fields: Sequence[str] = (*_CometImageEditBase.template_fields, "image")
 
-    def __init__(
-        self,
-        *,
-        prompt: str,
-        image: Any,
-        mask: Any = None,
-        output_path: str | None = None,
-        model: str | None = None,
-        n: int | None = None,
-        quality: str | None = None,
-        size: str | None = None,
-        output_format: str | None = None,
-        response_format: str | None = None,
-        extra_fields: dict[str, Any] | None = None,
-        cometapi_conn_id: str = CometApiHook.default_conn_name,
-        source_conn_id: str | None = None,
-        output_conn_id: str | None = None,
-        max_xcom_bytes: int = 1_048_576,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, image: Any, max_xcom_bytes: int = 1_048_576, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.prompt = prompt
         self.image = image
-        self.mask = mask
-        self.output_path = output_path
-        self.model = model
-        self.n = n
-        self.quality = quality
-        self.size = size
-        self.output_format = output_format
-        self.response_format = response_format
-        self.extra_fields = extra_fields
-        self.cometapi_conn_id = cometapi_conn_id
-        self.source_conn_id = source_conn_id
-        self.output_conn_id = output_conn_id
         self.max_xcom_bytes = max_xcom_bytes
-
-    @cached_property
-    def hook(self) -> CometApiHook:
-        """The hook for ``cometapi_conn_id``."""
-        return CometApiHook(cometapi_conn_id=self.cometapi_conn_id)
 
     def execute(self, context: Context) -> list[str]:
         """Read the sources, edit, write or return the outputs, and push ``usage``."""
-        from airflow_provider_cometapi.api.request import check_n
-        from airflow_provider_cometapi.storage.outputs import check_output_path
+        from airflow_provider_cometapi.storage.sources import as_source_list
+
+        params = self._edit_params()
+        if not self.output_path and not self.deferrable:
+            return self._execute_in_memory(context, params)
+        map_index = _map_index(context)
+        output_path = self._check_output_path(several_names=map_index >= 0)
+        plan = self._plan(
+            as_source_list(self.image, "image"),
+            label=_label(self.image),
+            slot=map_index,
+            output_path=output_path,
+        )
+        if self.deferrable:
+            self._defer_items(context, [plan], params, max_concurrency=1, on_item_failure="fail")
+        with self.hook:
+            result = self._run_item(self.hook, plan, params)
+        return self._finish(context, result, params)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
+        """Resume after the triggerer: push the same XComs as a synchronous run."""
+        self._cleanup_staged(event)
+        (result,) = event["items"]
+        if result["error"]:
+            raise rebuild_error(result["error"])
+        return self._finish(context, result, self._edit_params())
+
+    def _finish(self, context: Context, result: dict[str, Any], params: EditParams) -> list[str]:
+        outputs: list[str] = result["outputs"]
+        usage = {**result["usage"], "model": params.model, "images": len(outputs)}
+        usage["request_id"] = result["request_id"]
+        context["ti"].xcom_push(key="usage", value=usage)
+        _log_usage(self, usage)
+        return outputs
+
+    def _execute_in_memory(self, context: Context, params: EditParams) -> list[str]:
+        """No ``output_path``: return the outputs through XCom as base64, within the cap."""
         from airflow_provider_cometapi.storage.sources import read_source, read_sources
 
-        map_index = _map_index(context)
-        if self.output_path:
-            n = check_n(self.n) if self.n is not None else 1
-            check_output_path(self.output_path, n=n, mapped=map_index >= 0)
         sources = read_sources(self.image, "image", self.source_conn_id)
         mask = read_source(self.mask, "mask", self.source_conn_id) if self.mask else None
-        model = self.model or self.hook.settings.default_model
         with self.hook:
             result = self.hook.edit_image(
                 sources[0] if len(sources) == 1 else sources,
-                self.prompt,
+                params.prompt,
                 mask=mask,
-                model=model,
-                n=self.n,
-                quality=self.quality,
-                size=self.size,
-                output_format=self.output_format,
-                response_format=self.response_format,
-                extra_fields=self.extra_fields,
+                model=params.model,
+                n=params.n,
+                quality=params.quality,
+                size=params.size,
+                output_format=params.output_format,
+                response_format=params.response_format,
+                extra_fields=params.extra_fields,
             )
-        outputs = self._deliver(result, sources[0][0], map_index)
-        usage = {**result.usage, "model": model, "images": len(outputs)}
-        usage["request_id"] = result.request_id
-        context["ti"].xcom_push(key="usage", value=usage)
-        self.log.info(
-            "Edited %d image(s) with %s: %s input + %s output = %s total tokens (request %s)",
-            len(outputs),
-            model,
-            usage.get("input_tokens", "?"),
-            usage.get("output_tokens", "?"),
-            usage.get("total_tokens", "?"),
-            result.request_id,
-        )
-        return outputs
-
-    def _deliver(self, result: ImageEditResult, source_name: str, map_index: int) -> list[str]:
-        """Write the outputs to ``output_path``, or return them as base64 within the XCom cap."""
-        from airflow_provider_cometapi.storage.outputs import output_targets, write_outputs
-        from airflow_provider_cometapi.storage.sources import source_stem
-
-        if self.output_path:
-            targets = output_targets(
-                self.output_path,
-                stem=source_stem(source_name),
-                extensions=[image.extension for image in result.images],
-                map_index=map_index,
-            )
-            written = write_outputs(
-                [image.data for image in result.images], targets, self.output_conn_id
-            )
-            for uri in written:
-                self.log.info("Wrote %s", uri)
-            return written
         encoded_size = sum((len(image.data) + 2) // 3 * 4 for image in result.images)
         if encoded_size > self.max_xcom_bytes:
             raise CometAPIValidationError(
@@ -167,7 +307,191 @@ class CometImageEditOperator(BaseOperator):
                 "database, so set output_path to write the images to storage instead.",
                 param="output_path",
             )
+        item = {"outputs": result.images, "usage": result.usage, "request_id": result.request_id}
+        self._finish(context, item, params)
         return [base64.b64encode(image.data).decode("ascii") for image in result.images]
+
+
+class CometImageEditBatchOperator(_CometImageEditBase):
+    """
+    Edit many sources independently, with a bounded number of requests in flight.
+
+    :param sources: a list of inputs in any form ``CometImageEditOperator`` accepts, or an
+        object-storage prefix (``s3://bucket/inbox/``) or glob (``s3://bucket/inbox/*.png``).
+        (templated)
+    :param output_path: required; a folder (``…/``: files ``{stem}-{item}-{index}.{ext}``) or a
+        template where ``{map_index}`` is the item's position in the batch. (templated)
+    :param max_concurrency: edits in flight at once.
+    :param on_item_failure: ``fail`` stops starting new items after the first failure;
+        ``continue`` edits every item. Either way every finished output is written and the task
+        fails at the end when any item failed.
+
+    The other parameters are those of ``CometImageEditOperator``. Returns the output URIs in
+    source order; pushes ``usage`` (summed) and ``items`` (source, outputs, usage, error).
+    """
+
+    template_fields: Sequence[str] = (*_CometImageEditBase.template_fields, "sources")
+
+    def __init__(
+        self,
+        *,
+        sources: Any,
+        output_path: str,
+        max_concurrency: int = 4,
+        on_item_failure: str = "fail",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(output_path=output_path, **kwargs)
+        self.sources = sources
+        self.max_concurrency = max_concurrency
+        self.on_item_failure = on_item_failure
+
+    def execute(self, context: Context) -> list[str]:
+        """Edit every source, push ``usage`` and ``items``, fail at the end if any failed."""
+        if self.on_item_failure not in ON_ITEM_FAILURE:
+            raise CometAPIValidationError(
+                f"on_item_failure is {self.on_item_failure!r}; use 'fail' or 'continue'.",
+                param="on_item_failure",
+            )
+        if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
+            raise CometAPIValidationError(
+                f"max_concurrency is {self.max_concurrency!r}; use a whole number of 1 or more.",
+                param="max_concurrency",
+            )
+        params = self._edit_params()
+        plans = self._plans()
+        if self.deferrable:
+            self._defer_items(
+                context,
+                plans,
+                params,
+                max_concurrency=self.max_concurrency,
+                on_item_failure=self.on_item_failure,
+            )
+        results = self._run_all(plans, params)
+        return self._finish(context, results, params)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
+        """Resume after the triggerer: push the same XComs as a synchronous run."""
+        self._cleanup_staged(event)
+        return self._finish(context, event["items"], self._edit_params())
+
+    def _plans(self) -> list[ItemPlan]:
+        from airflow_provider_cometapi.storage.sources import as_source_list, expand_prefix
+
+        listed = as_source_list(self.sources, "sources")
+        if len(listed) == 1 and isinstance(listed[0], str):
+            listed = expand_prefix(listed[0].strip(), self.source_conn_id)
+        output_path = self._check_output_path(several_names=len(listed) > 1)
+        return [
+            self._plan([source], label=_label(source), slot=slot, output_path=output_path)
+            for slot, source in enumerate(listed)
+        ]
+
+    def _run_all(self, plans: list[ItemPlan], params: EditParams) -> list[dict[str, Any]]:
+        """Edit the items on ``max_concurrency`` threads, each with its own HTTP session."""
+        from airflow_provider_cometapi.editing import item_result
+
+        hooks: list[CometApiHook] = []
+        local = threading.local()
+
+        def edit(plan: ItemPlan) -> dict[str, Any]:
+            if not hasattr(local, "hook"):
+                local.hook = CometApiHook(cometapi_conn_id=self.cometapi_conn_id)
+                hooks.append(local.hook)
+            try:
+                return self._run_item(local.hook, plan, params)
+            except Exception as exc:  # every failure becomes this item's error
+                self.log.warning("Edit of %s failed: %s", plan.label, exc)
+                return item_result(plan.label, error=exc)
+
+        results: list[dict[str, Any] | None] = [None] * len(plans)
+        progress = _Progress(self, len(plans))
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            waiting = iter(enumerate(plans))
+            running: dict[Future[dict[str, Any]], int] = {}
+            stop = False
+            while True:
+                while not stop and len(running) < self.max_concurrency:
+                    slot, plan = next(waiting, (-1, None))
+                    if plan is None:
+                        break
+                    running[pool.submit(edit, plan)] = slot
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    result = results[running.pop(future)] = future.result()
+                    progress.add(result)
+                    stop = stop or (bool(result["error"]) and self.on_item_failure == "fail")
+        for hook in hooks:
+            hook.close()
+        return [
+            result if result is not None else item_result(plan.label, error=_NOT_STARTED)
+            for plan, result in zip(plans, results, strict=True)
+        ]
+
+    def _finish(
+        self, context: Context, results: list[dict[str, Any]], params: EditParams
+    ) -> list[str]:
+        from airflow_provider_cometapi.editing import sum_usage
+
+        outputs = [uri for result in results for uri in result["outputs"]]
+        usage = sum_usage([result["usage"] for result in results])
+        usage.update(model=params.model, images=len(outputs), requests=len(results))
+        context["ti"].xcom_push(key="usage", value=usage)
+        context["ti"].xcom_push(key="items", value=results)
+        _log_usage(self, usage)
+        failed = [result for result in results if result["error"]]
+        if failed:
+            first = failed[0]
+            raise CometAPIBatchError(
+                f"{len(failed)} of {len(results)} items failed (first: {first['source']}: "
+                f"{first['error']['message']}); the outputs of the others were written. See "
+                "the 'items' XCom for each item's error."
+            )
+        return outputs
+
+
+_NOT_STARTED = CometAPIBatchError("not started: an earlier item failed and on_item_failure='fail'")
+
+
+class _Progress:
+    """Counts finished items and logs ``37/200 edited, 2 retried, 0 failed``."""
+
+    def __init__(self, operator: BaseOperator, total: int) -> None:
+        self.operator, self.total = operator, total
+        self.edited = self.retried = self.failed = 0
+
+    def add(self, result: dict[str, Any]) -> None:
+        self.failed += bool(result["error"])
+        self.edited += not result["error"]
+        self.retried += bool(result["retries"])
+        self.operator.log.info(
+            "%d/%d edited, %d retried, %d failed",
+            self.edited,
+            self.total,
+            self.retried,
+            self.failed,
+        )
+
+
+def _log_usage(operator: BaseOperator, usage: dict[str, Any]) -> None:
+    operator.log.info(
+        "Edited %d image(s) with %s: %s input + %s output = %s total tokens (request %s)",
+        usage["images"],
+        usage["model"],
+        usage.get("input_tokens", "?"),
+        usage.get("output_tokens", "?"),
+        usage.get("total_tokens", "?"),
+        usage.get("request_id", "several"),
+    )
+
+
+def _label(value: Any) -> str:
+    from airflow_provider_cometapi.editing import location_label
+
+    return location_label(value)
 
 
 def _map_index(context: Context) -> int:

@@ -21,14 +21,71 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/\s]+={0,2}\s*$")
 _MIN_BASE64_CHARS = 32
 
 
-def read_sources(value: Any, field: str, conn_id: str | None) -> list[tuple[str, bytes]]:
-    """Read one input or a list of inputs (also a list rendered to text by a template)."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+_GLOB = re.compile(r"[*?\[]")
+
+
+def as_source_list(value: Any, field: str) -> list[Any]:
+    """One input or a list of inputs (also a list rendered to text by a template), as a list."""
     value = _parse_rendered_literal(value)
     if isinstance(value, (list, tuple)) and not _is_named_pair(value):
         if not value:
-            raise CometAPIValidationError(f"{field} is an empty list: give at least one image.")
-        return [read_source(item, f"{field}[{i}]", conn_id) for i, item in enumerate(value)]
-    return [read_source(value, field, conn_id)]
+            raise CometAPIValidationError(
+                f"{field} is an empty list: give at least one image.", param=field
+            )
+        return list(value)
+    return [value]
+
+
+def read_sources(value: Any, field: str, conn_id: str | None) -> list[tuple[str, bytes]]:
+    """Read one input or a list of inputs."""
+    items = as_source_list(value, field)
+    if len(items) == 1:
+        return [read_source(items[0], field, conn_id)]
+    return [read_source(item, f"{field}[{i}]", conn_id) for i, item in enumerate(items)]
+
+
+def stored_location(value: Any) -> str | None:
+    """The path or URI an input is stored at, or ``None`` for in-memory forms (bytes, base64…)."""
+    value = _parse_rendered_literal(value)
+    if _is_object_storage_path(value):
+        return str(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping) and "b64_json" not in value:
+        for key in ("path", "uri", "url"):
+            if key in value:
+                return str(value[key])
+    if isinstance(value, str):
+        text = value.strip()
+        if URI.match(text) or not (_DATA_URI.match(text) or _looks_like_base64(text)):
+            return text
+    return None
+
+
+def expand_prefix(location: str, conn_id: str | None) -> list[str]:
+    """The image URIs under a folder (``…/``) or matching a glob (``…/*.png``), sorted."""
+    if _GLOB.search(location):
+        folder, _, pattern = location.rpartition("/")
+        matches = storage_path(folder + "/", conn_id).glob(pattern)
+    elif location.endswith("/"):
+        matches = storage_path(location, conn_id).iterdir()
+    else:
+        return [location]
+    try:
+        found = sorted(
+            str(path)
+            for path in matches
+            if path.name.lower().endswith(IMAGE_SUFFIXES) and not path.name.startswith(".")
+        )
+    except FileNotFoundError:
+        found = []
+    if not found:
+        raise CometAPISourceError(
+            f"sources: no images found under {location}; check the prefix and its connection.",
+            param="sources",
+        )
+    return found
 
 
 def read_source(value: Any, field: str, conn_id: str | None) -> tuple[str, bytes]:

@@ -1,0 +1,183 @@
+"""The asynchronous transport of the edit call, for triggers: httpx, same rules as the hook."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cometapi import __version__
+from airflow_provider_cometapi.api.failures import Failure, failure_error, give_up_note
+from airflow_provider_cometapi.api.request import EDIT_PATH
+from airflow_provider_cometapi.api.response import ImageUrl, error_from_response, request_id_from
+from airflow_provider_cometapi.api.results import EditOutcome, WrittenImage
+from airflow_provider_cometapi.api.retry import RetryPolicy
+from airflow_provider_cometapi.api.settings import settings_from_connection
+from airflow_provider_cometapi.api.sinks import DownloadCopy
+from airflow_provider_cometapi.api.streaming import StreamedEditDecoder
+from airflow_provider_cometapi.exceptions import CometAPIBadResponseError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import httpx
+
+    from airflow_provider_cometapi.api.request import EditRequest
+    from airflow_provider_cometapi.api.settings import CometApiSettings
+    from airflow_provider_cometapi.api.sinks import ImageSink
+
+log = logging.getLogger(__name__)
+CHUNK_BYTES = 256 * 1024
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+
+
+class AsyncCometApiClient:
+    """Sends checked edit requests with httpx; shares request, parsing and retry rules."""
+
+    _sleep = staticmethod(asyncio.sleep)
+
+    def __init__(self, settings: CometApiSettings) -> None:
+        import httpx
+
+        self.settings = settings
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            verify=settings.verify,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            headers={"User-Agent": f"airflow-provider-cometapi/{__version__}"},
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.settings.base_url!r})"
+
+    @classmethod
+    async def connect(cls, conn_id: str) -> AsyncCometApiClient:
+        """A client for the ``cometapi`` connection ``conn_id``; the key is masked at once."""
+        from airflow.sdk.bases.hook import BaseHook
+        from airflow.sdk.log import mask_secret
+
+        conn = await BaseHook.aget_connection(conn_id)
+        if conn.password:
+            mask_secret(conn.password)
+        return cls(settings_from_connection(conn))
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def run_edit(
+        self, request: EditRequest, sink: ImageSink, *, idempotency_key: str
+    ) -> EditOutcome:
+        """Send ``request`` and stream every output into ``sink`` (writes run off the loop)."""
+        response, retries = await self._send(
+            "POST",
+            self.settings.url(EDIT_PATH),
+            authenticated=True,
+            headers={"Idempotency-Key": idempotency_key},
+            data=dict(request.fields),
+            files=request.file_parts(),
+        )
+        request_id = request_id_from(response.headers)
+        decoder = StreamedEditDecoder(sink.open_writer, request_id)
+        await self._pump(response, decoder.feed)
+        streamed = decoder.finish()
+        images: list[WrittenImage] = []
+        next_slot = len(decoder.opened_slots)
+        for index, item in enumerate(streamed.outputs):
+            if isinstance(item, ImageUrl):
+                images.append(await self._download(item, index, next_slot, sink, request_id))
+                next_slot += 1
+            else:
+                images.append(
+                    WrittenImage(item.slot, item.mime_type, item.size, item.revised_prompt)
+                )
+        return EditOutcome(streamed.created, streamed.usage, request_id, images, retries)
+
+    async def _download(
+        self, item: ImageUrl, index: int, slot: int, sink: ImageSink, request_id: str | None
+    ) -> WrittenImage:
+        label = f"the download of data[{index}].url"
+        if not item.url.lower().startswith(("http://", "https://")):
+            raise CometAPIBadResponseError(
+                f"CometAPI returned data[{index}].url with a scheme other than http(s); "
+                "request response_format='b64_json' instead.",
+                request_id=request_id,
+            )
+        response, _ = await self._send("GET", item.url, authenticated=False)
+        copy = DownloadCopy(sink, slot, label, request_id, MAX_DOWNLOAD_BYTES)
+        await self._pump(response, copy.feed)
+        await asyncio.to_thread(copy.finish)
+        return WrittenImage(slot, copy.mime_type, copy.size, item.revised_prompt, item.url)
+
+    async def _pump(self, response: httpx.Response, feed: Callable[[bytes], None]) -> None:
+        """Feed a streamed body chunk by chunk, off the event loop; failures now are final."""
+        import httpx
+
+        try:
+            async for chunk in response.aiter_bytes(CHUNK_BYTES):
+                await asyncio.to_thread(feed, chunk)
+        except httpx.TransportError as exc:
+            failure = _classify(exc)
+            raise failure_error(failure, f"{failure.value} while reading the answer") from exc
+        finally:
+            await response.aclose()
+
+    async def _send(
+        self, method: str, url: str, *, authenticated: bool, **kwargs: Any
+    ) -> tuple[httpx.Response, int]:
+        """Send with the retry rules; return a streaming 2xx response and the retries it took."""
+        import httpx
+
+        settings = self.settings
+        policy = RetryPolicy(
+            max_retries=settings.max_retries,
+            retry_on_read_timeout=settings.retry_on_read_timeout or method == "GET",
+        )
+        headers = dict(kwargs.pop("headers", {}))
+        if authenticated:
+            headers["Authorization"] = f"Bearer {settings.api_key}"
+        retries = 0
+        while True:
+            log.info("CometAPI %s attempt %d of %d", method, retries + 1, policy.max_retries + 1)
+            request = self._client.build_request(method, url, headers=headers, **kwargs)
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                failure = _classify(exc)
+                decision = policy.for_failure(
+                    retries, connect=failure.never_sent, what=failure.value
+                )
+                if not decision.retry:
+                    raise failure_error(failure, decision.reason) from exc
+            else:
+                if response.status_code < 300:
+                    return response, retries
+                decision = policy.for_status(retries, response.status_code, response.headers)
+                body = await response.aread()
+                await response.aclose()
+                if not decision.retry:
+                    raise error_from_response(
+                        response.status_code,
+                        body,
+                        response.headers,
+                        secrets=(settings.api_key,),
+                        note=give_up_note(decision.wait_too_long, decision.reason, retries),
+                    )
+            log.info("CometAPI %s: %s; retrying in %.2f s", method, decision.reason, decision.wait)
+            await self._sleep(decision.wait)
+            retries += 1
+
+
+def _classify(exc: Exception) -> Failure:
+    """Name an httpx failure in transport-neutral terms."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectTimeout):
+        return Failure.CONNECT_TIMEOUT
+    if isinstance(exc, httpx.ConnectError):
+        return Failure.CONNECT
+    if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
+        return Failure.READ_TIMEOUT
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return Failure.CUT_OFF
+    return Failure.DROPPED

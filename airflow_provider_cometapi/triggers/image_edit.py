@@ -1,0 +1,133 @@
+"""CometImageEditTrigger: runs deferred edits on the triggerer, many in flight at once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+class CometImageEditTrigger(BaseTrigger):
+    """
+    Edit every item with an async HTTP client, write the outputs, then fire one small event.
+
+    Its keyword arguments hold paths and parameters only, never image bytes; so does the event
+    (``{"items": [{source, outputs, usage, request_id, retries, error}], "staged": [...]}``).
+
+    :param items: ``ItemPlan`` fields of each item, as dicts.
+    :param params: ``EditParams`` fields.
+    :param cometapi_conn_id: the ``cometapi`` connection.
+    :param max_concurrency: edits in flight at once.
+    :param on_item_failure: ``fail`` starts no new item after a failure; ``continue`` goes on.
+    :param settled: per item, a result already known (it failed its checks) or ``None``.
+    :param staged: inputs staged by the worker, echoed back for clean-up.
+    :param idempotency_keys: one key per item, kept the same if the trigger is restarted.
+    """
+
+    def __init__(
+        self,
+        *,
+        items: list[dict[str, Any]],
+        params: dict[str, Any],
+        cometapi_conn_id: str,
+        max_concurrency: int = 1,
+        on_item_failure: str = "fail",
+        settled: list[dict[str, Any] | None] | None = None,
+        staged: list[str] | None = None,
+        idempotency_keys: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        from airflow_provider_cometapi.hooks.cometapi import new_idempotency_key
+
+        self.items = items
+        self.params = params
+        self.cometapi_conn_id = cometapi_conn_id
+        self.max_concurrency = max_concurrency
+        self.on_item_failure = on_item_failure
+        self.settled = settled or [None] * len(items)
+        self.staged = staged or []
+        self.idempotency_keys = idempotency_keys or [new_idempotency_key() for _ in items]
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Class path and keyword arguments (JSON-friendly, no bytes)."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "items": self.items,
+                "params": self.params,
+                "cometapi_conn_id": self.cometapi_conn_id,
+                "max_concurrency": self.max_concurrency,
+                "on_item_failure": self.on_item_failure,
+                "settled": self.settled,
+                "staged": self.staged,
+                "idempotency_keys": self.idempotency_keys,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Edit the items with at most ``max_concurrency`` in flight; yield one event."""
+        from airflow_provider_cometapi.editing import EditParams, ItemPlan
+        from airflow_provider_cometapi.hooks.cometapi_async import AsyncCometApiClient
+
+        params = EditParams(**self.params)
+        plans = [ItemPlan(**item) for item in self.items]
+        gate = asyncio.Semaphore(self.max_concurrency)
+        self._failed = False
+        self._done = 0
+        client = await AsyncCometApiClient.connect(self.cometapi_conn_id)
+        try:
+            results = await asyncio.gather(
+                *(
+                    self._edit(client, gate, plan, params, key, len(plans))
+                    if known is None
+                    else _known(known)
+                    for plan, key, known in zip(
+                        plans, self.idempotency_keys, self.settled, strict=True
+                    )
+                )
+            )
+        finally:
+            await client.aclose()
+        yield TriggerEvent({"items": results, "staged": self.staged})
+
+    async def _edit(
+        self, client: Any, gate: asyncio.Semaphore, plan: Any, params: Any, key: str, total: int
+    ) -> dict[str, Any]:
+        """One item: read inputs, edit, commit; a failure becomes the item's error."""
+        from airflow_provider_cometapi.editing import item_result, prepare_item
+        from airflow_provider_cometapi.exceptions import CometAPIBatchError
+
+        async with gate:
+            if self._failed and self.on_item_failure == "fail":
+                return item_result(
+                    plan.label,
+                    error=CometAPIBatchError("not started: an earlier item failed"),
+                )
+            sink = None
+            try:
+                request, sink = await asyncio.to_thread(prepare_item, plan, params)
+                outcome = await client.run_edit(request, sink, idempotency_key=key)
+                outputs = await asyncio.to_thread(sink.commit)
+                result = item_result(plan.label, outputs=outputs, outcome=outcome)
+            except Exception as exc:  # every failure becomes this item's error
+                if sink is not None:
+                    await asyncio.to_thread(sink.discard)
+                self._failed = True
+                result = item_result(plan.label, error=exc)
+            self._done += 1
+            self.log.info(
+                "%d/%d edited (%s: %s)",
+                self._done,
+                total,
+                plan.label,
+                "failed" if result["error"] else "ok",
+            )
+            return result
+
+
+async def _known(result: dict[str, Any]) -> dict[str, Any]:
+    return result

@@ -1,0 +1,196 @@
+"""The batch operator and deferrable mode, in ``dag.test()`` runs against the emulator."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
+from tests.imaging import decode
+
+BOAT = PAPER_BOAT.read_bytes()
+
+
+def inbox(tmp_path, count):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"boat{i:02d}.png").write_bytes(BOAT)
+    (folder / "readme.txt").write_text("not an image")
+    return folder
+
+
+def batch_task(sources: str, output: str, **extra: object) -> str:
+    options = "".join(f", {key}={value!r}" for key, value in extra.items())
+    return (
+        "from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOperator\n"
+        f'CometImageEditBatchOperator(task_id="batch", prompt="Add a ribbon", sources={sources}, '
+        f"output_path={output!r}{options})"
+    )
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_batch_edits_a_prefix_in_source_order(run_dag, tmp_path, cometapi_emulator, deferrable):
+    folder = inbox(tmp_path, 6)
+    outcome = run_dag(
+        batch_task(repr(f"{folder}/"), f"{tmp_path}/out/", max_concurrency=3, deferrable=deferrable)
+    )
+
+    assert outcome.state == "success"
+    expected = [f"file://{tmp_path}/out/boat{i:02d}-{i}-0.png" for i in range(6)]
+    assert outcome.xcom("batch") == expected
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        u.rsplit("/", 1)[1] for u in expected
+    ]
+    items = outcome.xcom("batch", "items")
+    assert [item["source"] for item in items] == [
+        f"file://{folder}/boat{i:02d}.png" for i in range(6)
+    ]
+    assert all(item["error"] is None for item in items)
+    usage = outcome.xcom("batch", "usage")
+    billed = cometapi_emulator.billed
+    assert len(billed) == 6
+    assert usage["total_tokens"] == sum(b["usage"]["total_tokens"] for b in billed)
+    assert usage["input_tokens_details"]["image_tokens"] == sum(
+        b["usage"]["input_tokens_details"]["image_tokens"] for b in billed
+    )
+    assert (usage["images"], usage["requests"]) == (6, 6)
+
+
+def test_batch_keeps_concurrency_within_the_bound(run_dag, tmp_path, cometapi_emulator):
+    folder = inbox(tmp_path, 8)
+    cometapi_emulator.set_latency(0.3)
+    run_dag(batch_task(repr(f"{folder}/*.png"), f"{tmp_path}/out/", max_concurrency=2))
+
+    assert cometapi_emulator.max_in_flight == 2
+    assert len(cometapi_emulator.billed) == 8
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_batch_continue_writes_what_it_can_then_fails(
+    run_dag, tmp_path, cometapi_emulator, capfd, deferrable
+):
+    folder = inbox(tmp_path, 3)
+    (folder / "boat01.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # fails validation
+    outcome = run_dag(
+        batch_task(
+            repr(f"{folder}/"),
+            f"{tmp_path}/out/",
+            on_item_failure="continue",
+            deferrable=deferrable,
+        )
+    )
+
+    assert outcome.states() == {("batch", -1): "failed"}
+    assert "CometAPIBatchError" in "".join(capfd.readouterr())
+    items = outcome.xcom("batch", "items")
+    assert [bool(item["error"]) for item in items] == [False, True, False]
+    assert len(cometapi_emulator.requests) == 2  # the broken file was never sent
+    assert items[1]["error"]["type"] == "CometAPIValidationError"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "boat00-0-0.png",
+        "boat02-2-0.png",
+    ]
+
+
+def test_batch_fail_stops_starting_new_items(run_dag, tmp_path, cometapi_emulator):
+    folder = inbox(tmp_path, 5)
+    cometapi_emulator.set_fault("status=400")
+    outcome = run_dag(batch_task(repr(f"{folder}/"), f"{tmp_path}/out/", max_concurrency=1))
+
+    assert outcome.states() == {("batch", -1): "failed"}
+    items = outcome.xcom("batch", "items")
+    assert items[0]["error"]["type"] == "CometAPIBadRequestError"
+    assert all(item["error"]["message"].startswith("not started") for item in items[1:])
+    assert len(cometapi_emulator.requests) == 1
+
+
+def test_batch_of_inline_base64_sources_with_a_mask(run_dag, tmp_path, cometapi_emulator):
+    encoded = base64.b64encode(BOAT).decode()
+    outcome = run_dag(
+        batch_task(
+            repr([encoded, str(PAPER_BOAT)]),
+            f"{tmp_path}/out/",
+            mask=str(PAPER_BOAT_MASK),
+        )
+    )
+
+    assert outcome.state == "success"
+    assert [p.rsplit("/", 1)[1] for p in outcome.xcom("batch")] == [
+        "image-0-0.png",
+        "paper-boat-1-0.png",
+    ]
+    assert all(r["files"][-1]["field"] == "mask" for r in cometapi_emulator.requests)
+
+
+def test_deferrable_single_edit_pushes_the_same_xcoms(run_dag, tmp_path, cometapi_emulator):
+    encoded = base64.b64encode(BOAT).decode()
+    outcome = run_dag(
+        f"""
+        CometImageEditOperator(
+            task_id="edit", prompt="Add a ribbon", image={encoded!r}, mask={str(PAPER_BOAT_MASK)!r},
+            n=2, output_path="{tmp_path}/out/", deferrable=True,
+        )
+        """
+    )
+
+    assert outcome.state == "success"
+    assert outcome.xcom("edit") == [
+        f"file://{tmp_path}/out/image-0.png",
+        f"file://{tmp_path}/out/image-1.png",
+    ]
+    usage = outcome.xcom("edit", "usage")
+    (billed,) = cometapi_emulator.billed
+    assert usage == {
+        **billed["usage"],
+        "model": "gpt-image-2",
+        "images": 2,
+        "request_id": billed["request_id"],
+    }
+    assert decode((tmp_path / "out" / "image-1.png").read_bytes()).size == (512, 384)
+    staging = tmp_path / "out" / ".cometapi-staging"
+    assert [p for p in staging.rglob("*") if p.is_file()] == []
+
+
+def test_deferrable_edit_fails_with_the_typed_error(run_dag, tmp_path, cometapi_emulator, capfd):
+    cometapi_emulator.set_fault("status=400")
+    outcome = run_dag(
+        f'CometImageEditOperator(task_id="edit", prompt="x", image={str(PAPER_BOAT)!r}, '
+        f'output_path="{tmp_path}/out/", deferrable=True)'
+    )
+
+    assert outcome.states() == {("edit", -1): "failed"}
+    assert "CometAPIBadRequestError" in "".join(capfd.readouterr())
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.png"))
+
+
+def test_deferrable_needs_an_output_path(run_dag, cometapi_emulator, capfd):
+    outcome = run_dag(
+        f'CometImageEditOperator(task_id="edit", prompt="x", image={str(PAPER_BOAT)!r}, '
+        "deferrable=True)"
+    )
+
+    assert outcome.states() == {("edit", -1): "failed"}
+    assert "needs output_path" in "".join(capfd.readouterr())
+    assert cometapi_emulator.requests == []
+
+
+def test_deferrable_s3_batch(run_dag, s3, cometapi_emulator):
+    s3.create_bucket(Bucket="cometapi-deferred")
+    for i in range(3):
+        s3.put_object(Bucket="cometapi-deferred", Key=f"in/b{i}.png", Body=BOAT)
+    outcome = run_dag(
+        batch_task(
+            repr("s3://s3_test@cometapi-deferred/in/"),
+            "s3://s3_test@cometapi-deferred/out/",
+            deferrable=True,
+            max_concurrency=3,
+        )
+    )
+
+    assert outcome.state == "success"
+    keys = sorted(
+        o["Key"] for o in s3.list_objects_v2(Bucket="cometapi-deferred", Prefix="out/")["Contents"]
+    )
+    assert keys == ["out/b0-0-0.png", "out/b1-1-0.png", "out/b2-2-0.png"]
