@@ -1,0 +1,81 @@
+"""The same cases through the sync hook (requests) and the async client (httpx) end the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+
+from airflow_provider_cometapi.api.request import build_edit_request
+from airflow_provider_cometapi.api.sinks import MemorySink
+from airflow_provider_cometapi.exceptions import CometAPIError
+from airflow_provider_cometapi.hooks.cometapi import CometApiHook
+from airflow_provider_cometapi.hooks.cometapi_async import AsyncCometApiClient
+from tests.imaging import image_bytes, mask_bytes
+
+CASES = {
+    "two outputs": (None, {"n": 2}),
+    "mask and jpeg": (None, {"mask": mask_bytes(), "output_format": "jpeg"}),
+    "url outputs": (None, {"response_format": "url", "n": 2}),
+    "429 then success": ("status=429;retry_after=0;times=1", {}),
+    "503 twice then success": ("status=503;times=2", {}),
+    "500 until the retries run out": ("status=500", {}),
+    "400 once": ("status=400", {}),
+    "x-should-retry false": ("status=503;should_retry=false", {}),
+    "Retry-After over the limit": ("status=429;retry_after=300", {}),
+    "malformed JSON": ("malformed_json", {}),
+    "HTML error page": ("html;status=502", {}),
+    "truncated body": ("truncate", {}),
+    "hang": ("hang", {}),
+}
+
+
+def summary(run):
+    """What a caller can observe: outputs and usage, or the error's class, status and message."""
+    sink = MemorySink()
+    try:
+        outcome = run(sink)
+    except CometAPIError as exc:
+        return ("error", type(exc).__name__, exc.status, exc.message)
+    images = [
+        (i.mime_type, i.size, hashlib.sha256(sink.data(i.slot)).hexdigest(), bool(i.url))
+        for i in outcome.images
+    ]
+    return ("ok", outcome.retries, images, outcome.usage)
+
+
+@pytest.fixture
+def no_sleeping(monkeypatch):
+    async def no_wait(_seconds):
+        return None
+
+    monkeypatch.setattr(CometApiHook, "_sleep", staticmethod(lambda _seconds: None))
+    monkeypatch.setattr(AsyncCometApiClient, "_sleep", staticmethod(no_wait))
+
+
+@pytest.mark.parametrize(("fault", "options"), CASES.values(), ids=CASES.keys())
+def test_sync_and_async_transports_agree(
+    cometapi_conn, cometapi_emulator, no_sleeping, fault, options
+):
+    cometapi_conn(timeout=0.5)
+    cometapi_emulator.set_fault(fault)
+    request = build_edit_request(
+        image_bytes((64, 48)), "Add a ribbon", model="gpt-image-2", **options
+    )
+
+    with CometApiHook() as hook:
+        sync = summary(lambda sink: hook.run_edit(request, sink, idempotency_key="sync"))
+        sync_requests = len(cometapi_emulator.requests)
+
+        async def run_async(sink):
+            client = AsyncCometApiClient(hook.settings)
+            try:
+                return await client.run_edit(request, sink, idempotency_key="async")
+            finally:
+                await client.aclose()
+
+        asynchronous = summary(lambda sink: asyncio.run(run_async(sink)))
+
+    assert asynchronous == sync
+    assert len(cometapi_emulator.requests) == 2 * sync_requests

@@ -1,0 +1,103 @@
+"""A deferred edit runs in a real ``airflow triggerer`` process and resumes the task instance."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+from airflow_provider_cometapi.editing import EditParams, ItemPlan
+from airflow_provider_cometapi.samples import PAPER_BOAT
+from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
+from tests.imaging import decode
+
+
+def defer_to(trigger, dag_id, run_id):
+    """Put the run's task instance in the deferred state, waiting on ``trigger``."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    with create_session() as session:
+        row = Trigger.from_object(trigger)
+        session.add(row)
+        session.flush()
+        ti = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run_id).one()
+        ti.state = TaskInstanceState.DEFERRED
+        ti.trigger_id = row.id
+        ti.next_method = "execute_complete"
+        ti.next_kwargs = {}
+        return ti.id
+
+
+def wait_for_resume(ti_id, timeout=90):
+    """The task instance once the triggerer has handed it back, or ``None``."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with create_session() as session:
+            ti = session.get(TaskInstance, ti_id)
+            if ti.state != TaskInstanceState.DEFERRED:
+                return ti.state, ti.next_kwargs
+        time.sleep(0.5)
+    return None
+
+
+def test_trigger_runs_in_a_real_triggerer(run_dag, tmp_path, cometapi_emulator):
+    outcome = run_dag(  # a run and a task instance to defer
+        """
+        from airflow.providers.standard.operators.empty import EmptyOperator
+        EmptyOperator(task_id="edit")
+        """
+    )
+    trigger = CometImageEditTrigger(
+        items=[
+            asdict(
+                ItemPlan(
+                    sources=[str(PAPER_BOAT)],
+                    mask=None,
+                    source_conn_id=None,
+                    output_path=f"{tmp_path}/out/",
+                    output_conn_id=None,
+                    map_index=-1,
+                    label=str(PAPER_BOAT),
+                )
+            )
+        ],
+        params=asdict(EditParams(prompt="Add a ribbon", model="gpt-image-2", n=2)),
+        cometapi_conn_id="cometapi_default",
+    )
+    ti_id = defer_to(trigger, outcome.dag_id, outcome.run_id)
+
+    log = (tmp_path / "triggerer.log").open("w")
+    triggerer = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "triggerer", "--skip-serve-logs"],
+        env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        resumed = wait_for_resume(ti_id)
+    finally:
+        triggerer.terminate()
+        triggerer.wait(timeout=30)
+
+    assert resumed is not None, (tmp_path / "triggerer.log").read_text()[-3000:]
+    state, next_kwargs = resumed
+    assert str(state) == "scheduled"
+    (item,) = next_kwargs["event"]["items"]
+    assert item["error"] is None
+    assert item["outputs"] == [
+        f"file://{tmp_path}/out/paper-boat-0.png",
+        f"file://{tmp_path}/out/paper-boat-1.png",
+    ]
+    assert decode((tmp_path / "out" / "paper-boat-1.png").read_bytes()).size == (512, 384)
+    (billed,) = cometapi_emulator.billed
+    assert item["usage"] == billed["usage"]
+    assert triggerer.returncode is not None
