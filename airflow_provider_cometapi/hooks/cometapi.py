@@ -101,6 +101,12 @@ class CometApiHook(BaseHook):
         session.headers["User-Agent"] = USER_AGENT
         return session
 
+    def fork(self) -> CometApiHook:
+        """A hook on the same connection, sharing the checked settings, with its own session."""
+        twin = type(self)(cometapi_conn_id=self.cometapi_conn_id)
+        twin.__dict__["settings"] = self.settings
+        return twin
+
     def close(self) -> None:
         """Close the HTTP session and its pooled connections."""
         session = self.__dict__.pop("session", None)

@@ -145,19 +145,43 @@ class _CometImageEditBase(BaseOperator):
         )
 
     def _run_item(self, hook: CometApiHook, plan: ItemPlan, params: EditParams) -> dict[str, Any]:
-        """Edit one item and commit its outputs; any failure leaves nothing behind and raises."""
-        from airflow_provider_cometapi.editing import item_result, prepare_item
+        """Edit one item and commit its outputs, unless a manifest proves it already done.
+
+        Any failure leaves nothing behind and raises.
+        """
+        from airflow_provider_cometapi.editing import (
+            fingerprint,
+            item_result,
+            manifest_record,
+            prepare_item,
+            reused_result,
+        )
+        from airflow_provider_cometapi.storage import manifests
 
         request, sink = prepare_item(plan, params)
+        key = fingerprint(request, plan)
+        done = manifests.load_completed(sink, key)
+        if done is not None:
+            self.log.info(
+                "Not editing %s again: its outputs are complete (request %s); reusing them",
+                plan.label,
+                done.get("request_id"),
+            )
+            return reused_result(plan.label, done)
         try:
-            outcome = hook.run_edit(request, sink)
+            outcome = hook.run_edit(request, sink, idempotency_key=key)
             outputs = sink.commit()
         except BaseException:
             sink.discard()
             raise
         for uri in outputs:
             self.log.info("Wrote %s", uri)
-        return item_result(plan.label, outputs=outputs, outcome=outcome)
+        result = item_result(plan.label, outputs=outputs, outcome=outcome)
+        try:
+            manifests.save(sink, key, manifest_record(result))
+        except Exception as exc:  # the outputs stand; only a retry would pay again
+            self.log.warning("Could not write the manifest of %s: %s", plan.label, exc)
+        return result
 
     def _defer_items(
         self,
@@ -391,13 +415,14 @@ class CometImageEditBatchOperator(_CometImageEditBase):
     def _run_all(self, plans: list[ItemPlan], params: EditParams) -> list[dict[str, Any]]:
         """Edit the items on ``max_concurrency`` threads, each with its own HTTP session."""
         from airflow_provider_cometapi.editing import item_result
+        from airflow_provider_cometapi.storage.paths import warm_up
 
         hooks: list[CometApiHook] = []
         local = threading.local()
 
         def edit(plan: ItemPlan) -> dict[str, Any]:
             if not hasattr(local, "hook"):
-                local.hook = CometApiHook(cometapi_conn_id=self.cometapi_conn_id)
+                local.hook = self.hook.fork()
                 hooks.append(local.hook)
             try:
                 return self._run_item(local.hook, plan, params)
@@ -405,6 +430,8 @@ class CometImageEditBatchOperator(_CometImageEditBase):
                 self.log.warning("Edit of %s failed: %s", plan.label, exc)
                 return item_result(plan.label, error=exc)
 
+        warm_up(plans[0].output_path, self.output_conn_id)
+        self.hook.fork().session.close()  # imports the HTTP stack once, on this thread
         results: list[dict[str, Any] | None] = [None] * len(plans)
         progress = _Progress(self, len(plans))
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
