@@ -44,7 +44,7 @@ def run() -> dict[str, float]:
             result = client.images.edit(
                 model="gpt-image-2", image=("boat.png", source, "image/png"), prompt=PROMPT
             )
-            return base64.b64decode(result.data[0].b64_json or "")
+            return base64.b64decode((result.data or [])[0].b64_json or "")
 
         def provider_hook() -> bytes:
             return hook.edit_image(("boat.png", source), PROMPT).images[0].data
