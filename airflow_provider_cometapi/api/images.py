@@ -74,7 +74,10 @@ def check_image(filename: str, data: bytes, field_name: str) -> ImagePart:
     label = _label(field_name, filename)
     _check_byte_size(len(data), field_name, label)
     if not data:
-        raise CometAPIValidationError(f"{label} is empty (0 bytes).", param=field_name)
+        raise CometAPIValidationError(
+            f"{label} is empty (0 bytes): check that the file was written completely.",
+            param=field_name,
+        )
     mime_type = sniff_mime_type(data)
     image = _open_checked(data, label, field_name, fully=mime_type != "image/png")
     width, height = image.size
@@ -95,7 +98,10 @@ def check_mask(filename: str, data: bytes, first_image: ImagePart) -> ImagePart:
     label = _label("mask", filename)
     _check_byte_size(len(data), "mask", label)
     if not data:
-        raise CometAPIValidationError(f"{label} is empty (0 bytes).", param="mask")
+        raise CometAPIValidationError(
+            f"{label} is empty (0 bytes): check that the file was written completely.",
+            param="mask",
+        )
     if sniff_mime_type(data) != "image/png":
         raise CometAPIValidationError(
             f"{label} is not a PNG: save the mask as a PNG with an alpha channel "
@@ -168,9 +174,12 @@ def _open_checked(data: bytes, label: str, field_name: str, *, fully: bool) -> P
             width, height = image.size
             if limit and width * height > limit:
                 raise Image.DecompressionBombError("over the pixel limit")
-            if fully:
-                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-                image.load()
+            if fully:  # decode a probe: a JPEG draft shrinks the image it is applied to
+                probe = Image.open(io.BytesIO(data))
+                probe.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                probe.load()
+                if probe.size == image.size:
+                    image = probe  # decoded at full size: reused for the PNG conversion
             else:
                 Image.open(io.BytesIO(data)).verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -180,6 +189,12 @@ def _open_checked(data: bytes, label: str, field_name: str, *, fully: bool) -> P
             param=field_name,
         ) from None
     except Exception as exc:  # Pillow raises many types for corrupt data
+        if isinstance(exc, ValueError) and "MAX_TEXT_" in str(exc):
+            raise CometAPIValidationError(
+                f"{label} has compressed text metadata (zTXt/iTXt) that inflates past Pillow's "
+                "safety limit: re-save it without metadata.",
+                param=field_name,
+            ) from None
         raise CometAPIValidationError(
             f"{label} is not a readable image ({type(exc).__name__}: {str(exc)[:120]}): "
             "send a PNG, JPEG or WEBP file.",

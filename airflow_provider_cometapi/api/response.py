@@ -81,8 +81,9 @@ def error_from_response(
 ) -> CometAPIError:
     """The typed error for a non-2xx answer, carrying a short excerpt of the server's message."""
     request_id = request_id_from(headers)
-    message, param, code = _error_details(body)
-    message = scrub(message, secrets)
+    if request_id is not None:
+        request_id = scrub(request_id, secrets)
+    message, param, code = _error_details(body, secrets)
     cls = error_class_for_status(status)
     hint = _HINTS.get(cls.__name__, "")
     text = f"CometAPI refused the edit: {message}" if message else "CometAPI refused the edit"
@@ -119,11 +120,21 @@ _HINTS = {
 }
 
 
-def _error_details(body: bytes) -> tuple[str, str | None, str | None]:
-    """``(message, param, code)`` from a JSON error body, an HTML page, or plain text."""
+def _error_details(body: bytes, secrets: tuple[str, ...]) -> tuple[str, str | None, str | None]:
+    """``(message, param, code)`` from a JSON error body, an HTML page, or plain text, scrubbed.
+
+    Secrets are replaced before anything is cut short, so no part of one survives a cut.
+    """
+    for secret in secrets:
+        if secret:
+            body = body.replace(secret.encode(), b"***")
+
+    def clean(value: Any) -> str:
+        return excerpt(scrub(str(value), secrets))
+
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
         payload = None
     if isinstance(payload, dict):
         error = payload.get("error", payload)
@@ -131,18 +142,20 @@ def _error_details(body: bytes) -> tuple[str, str | None, str | None]:
             message = error.get("message") or error.get("detail") or ""
             param, code = error.get("param"), error.get("code")
             return (
-                excerpt(str(message)),
-                str(param) if param is not None else None,
-                str(code) if code is not None else None,
+                clean(message),
+                clean(param) if param is not None else None,
+                clean(code) if code is not None else None,
             )
         if isinstance(error, str):
-            return excerpt(error), None, None
+            return clean(error), None, None
     head = body[:4096]
     if b"<html" in head.lower() or b"<!doctype" in head.lower():
         match = _TITLE.search(head)
-        title = (match.group(1) or match.group(2)).decode("utf-8", "replace") if match else ""
-        return excerpt(f"an HTML error page{': ' + title if title else ''}"), None, None
-    return excerpt(head[:MAX_MESSAGE_CHARS].decode("utf-8", "replace")), None, None
+        title = (
+            (match.group(1) or match.group(2) or b"").decode("utf-8", "replace") if match else ""
+        )
+        return clean(f"an HTML error page{': ' + title if title else ''}"), None, None
+    return clean(head.decode("utf-8", "replace")), None, None
 
 
 class _MemoryWriter:

@@ -74,7 +74,8 @@ class RetryPolicy:
 
     def backoff(self, retries_done: int) -> float:
         """0.5 s doubling per retry, capped at 8 s, minus up to 25 % jitter."""
-        base = min(INITIAL_BACKOFF * (2.0**retries_done), MAX_BACKOFF)
+        # the cap is reached by retry 4; a bounded exponent cannot overflow with a large max_retries
+        base = min(INITIAL_BACKOFF * (2.0 ** min(retries_done, 16)), MAX_BACKOFF)
         return base * (1.0 - 0.25 * self.random())
 
 

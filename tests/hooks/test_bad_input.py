@@ -1,0 +1,240 @@
+"""Every bad argument or file is refused before a request: fast, typed, naming the field."""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+import time
+import tracemalloc
+import zlib
+
+import pytest
+
+from airflow_provider_cometapi.api.images import MAX_IMAGE_BYTES
+from airflow_provider_cometapi.exceptions import CometAPISourceError, CometAPIValidationError
+from airflow_provider_cometapi.hooks.cometapi import CometApiHook
+from airflow_provider_cometapi.storage.sources import read_source
+from tests.imaging import declared_size_png, image_bytes, mask_bytes, png_chunk
+
+GOOD = image_bytes((64, 48))
+TRUNCATED_PNG = GOOD[: len(GOOD) // 2]
+MAX_SECONDS = 2.0
+MAX_PEAK_BYTES = 20 * 1024 * 1024
+
+
+@functools.cache
+def _bomb_text() -> bytes:
+    """64 MB of zeros, zlib-compressed to about 62 KB."""
+    return zlib.compress(b"\0" * 64_000_000, 9)
+
+
+def text_bomb_png(kind: bytes) -> bytes:
+    """GOOD with a zTXt or iTXt chunk before IDAT whose text inflates to 64 MB."""
+    if kind == b"zTXt":  # keyword, NUL, compression method 0, data
+        payload = b"Comment\0\0" + _bomb_text()
+    else:  # keyword, NUL, compressed flag 1, method 0, empty language and translated keyword
+        payload = b"Comment\0\1\0\0\0" + _bomb_text()
+    idat = GOOD.index(b"IDAT") - 4
+    return GOOD[:idat] + png_chunk(kind, payload) + GOOD[idat:]
+
+
+def sparse_file(tmp_path, name, size):
+    """A file of ``size`` bytes that takes no disk space and is never held in memory."""
+    path = tmp_path / name
+    with path.open("wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def written(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def case(build, field, advice, error=CometAPIValidationError):
+    """Arguments built from ``tmp_path``; the field, error type and advice the error must carry."""
+    return build, field, advice, error
+
+
+CASES = {
+    # the prompt
+    "empty prompt": case(lambda _: {"prompt": ""}, "prompt", "describe the edit"),
+    "whitespace prompt": case(lambda _: {"prompt": "  \n\t"}, "prompt", "describe the edit"),
+    "prompt over 32000 chars": case(lambda _: {"prompt": "x" * 32_001}, "prompt", "shorten it"),
+    # parameters
+    "n=0": case(lambda _: {"n": 0}, "n", "from 1 to 10"),
+    "n=11": case(lambda _: {"n": 11}, "n", "from 1 to 10"),
+    "n not a number": case(lambda _: {"n": "two"}, "n", "from 1 to 10"),
+    "unknown quality": case(lambda _: {"quality": "ultra"}, "quality", "use one of: high"),
+    "unknown response_format": case(
+        lambda _: {"response_format": "binary"},
+        "response_format",
+        "use one of: url, b64_json",
+    ),
+    "unknown output_format": case(
+        lambda _: {"output_format": "gif"},
+        "output_format",
+        "use one of: png, jpeg, webp",
+    ),
+    "malformed size": case(lambda _: {"size": "big"}, "size", "use 'auto' or WIDTHxHEIGHT"),
+    "empty model": case(lambda _: {"model": " "}, "model", "name a model"),
+    "extra field overriding a parameter": case(
+        lambda _: {"extra_fields": {"prompt": "x"}},
+        "extra_fields",
+        "pass it as the prompt argument",
+    ),
+    "extra field of a bad type": case(
+        lambda _: {"extra_fields": {"user": ["a"]}},
+        "extra_fields",
+        "use a string or number",
+    ),
+    # how many images
+    "17 images": case(lambda _: {"image": [GOOD] * 17}, "image", "send at most 16"),
+    "no images": case(lambda _: {"image": []}, "image", "give at least one image"),
+    "image of a wrong type": case(lambda _: {"image": 42}, "image", "expected bytes"),
+    # image bytes
+    "zero-byte image": case(lambda _: {"image": b""}, "image", "check that the file"),
+    "zero-byte file": case(
+        lambda tmp: {"image": written(tmp, "empty.png", b"")},
+        "image",
+        "check that the file",
+    ),
+    "text bytes": case(lambda _: {"image": b"hello, not an image"}, "image", "send a PNG, JPEG"),
+    "non-image bytes named .png": case(
+        lambda _: {"image": ("photo.png", b"GIF89a-not-really")},
+        "image",
+        "send a PNG, JPEG",
+    ),
+    "non-image file named .jpg": case(
+        lambda tmp: {"image": written(tmp, "photo.jpg", b"<html>not a photo</html>")},
+        "image",
+        "send a PNG, JPEG",
+    ),
+    "truncated PNG": case(lambda _: {"image": ("cut.png", TRUNCATED_PNG)}, "image", "send a PNG"),
+    "image bytes over 50 MB": case(
+        lambda _: {"image": bytes(MAX_IMAGE_BYTES + 1)},
+        "image",
+        "downscale or recompress",
+    ),
+    "file over 50 MB": case(
+        lambda tmp: {"image": sparse_file(tmp, "huge.png", MAX_IMAGE_BYTES + 1)},
+        "image",
+        "downscale or recompress",
+    ),
+    "20000x20000 PNG": case(
+        lambda _: {"image": declared_size_png(20_000, 20_000)},
+        "image",
+        "downscale it",
+    ),
+    "zTXt decompression bomb": case(
+        lambda _: {"image": text_bomb_png(b"zTXt")},
+        "image",
+        "re-save it without metadata",
+    ),
+    "iTXt decompression bomb": case(
+        lambda _: {"image": text_bomb_png(b"iTXt")},
+        "image",
+        "re-save it without metadata",
+    ),
+    "missing file": case(
+        lambda tmp: {"image": tmp / "nowhere" / "boat.png"},
+        "image",
+        r"no file at '.*boat\.png'; check the path",
+        CometAPISourceError,
+    ),
+    # the mask
+    "mask without alpha": case(
+        lambda _: {"mask": image_bytes((64, 48))},
+        "mask",
+        "save it as RGBA",
+    ),
+    "mask of another size": case(
+        lambda _: {"mask": mask_bytes((32, 32))},
+        "mask",
+        "resize the mask to match",
+    ),
+    "JPEG mask": case(
+        lambda _: {"mask": image_bytes((64, 48), fmt="JPEG")},
+        "mask",
+        "save the mask as a PNG",
+    ),
+    "WEBP mask": case(
+        lambda _: {"mask": image_bytes((64, 48), fmt="WEBP", mode="RGBA")},
+        "mask",
+        "save the mask as a PNG",
+    ),
+    "zero-byte mask": case(lambda _: {"mask": b""}, "mask", "check that the file"),
+    "mask file over 50 MB": case(
+        lambda tmp: {"mask": sparse_file(tmp, "mask.png", MAX_IMAGE_BYTES + 1)},
+        "mask",
+        "downscale or recompress",
+    ),
+    "zTXt bomb as the mask": case(
+        lambda _: {"mask": text_bomb_png(b"zTXt")},
+        "mask",
+        "re-save it without metadata",
+    ),
+}
+
+
+@pytest.mark.parametrize(("build", "field", "advice", "error"), CASES.values(), ids=CASES.keys())
+def test_bad_input_is_refused_fast_before_any_request(
+    cometapi_conn, cometapi_emulator, tmp_path, build, field, advice, error
+):
+    kwargs = {"image": GOOD, "prompt": "Add a ribbon", **build(tmp_path)}
+    with CometApiHook() as hook:
+        hook.settings  # read the connection before measuring  # noqa: B018
+        tracemalloc.start()
+        started = time.perf_counter()
+        try:
+            with pytest.raises(CometAPIValidationError) as info:
+                hook.edit_image(kwargs.pop("image"), kwargs.pop("prompt"), **kwargs)
+            elapsed = time.perf_counter() - started
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+
+    assert type(info.value) is error
+    assert info.value.param == field
+    assert str(info.value).startswith(field.split("_")[0])
+    assert re.search(advice, str(info.value)), str(info.value)
+    assert cometapi_emulator.requests == []
+    assert elapsed < MAX_SECONDS
+    assert peak < MAX_PEAK_BYTES, f"peak {peak / 1048576:.1f} MiB"
+
+
+BAD_BASE64 = {
+    "data URI with non-base64 payload": "data:image/png;base64,@@@@",
+    "b64_json that is not base64": {"b64_json": "not base64!!"},
+    "b64_json with a bad length": {"b64_json": "QUJD" * 8 + "Q"},
+    "data URI without base64 data": "data:image/png,rawbytes",
+}
+
+
+@pytest.mark.parametrize("value", BAD_BASE64.values(), ids=BAD_BASE64.keys())
+def test_bad_base64_source_is_a_validation_error_naming_the_field(value):
+    with pytest.raises(CometAPIValidationError, match=r"^image .*(base64|data URI)") as info:
+        read_source(value, "image", None)
+    assert type(info.value) is CometAPIValidationError
+    assert info.value.param == "image"
+
+
+def test_mask_with_palette_transparency_is_accepted(cometapi_conn, cometapi_emulator):
+    from PIL import Image
+
+    palette_mask = Image.new("P", (64, 48), 0)
+    buffer = io.BytesIO()
+    palette_mask.save(buffer, format="PNG", transparency=0)
+    result = CometApiHook().edit_image(GOOD, "x", mask=buffer.getvalue())
+    assert len(result.images) == 1
+    assert len(cometapi_emulator.requests) == 1
+
+
+def test_mask_sized_like_a_jpeg_image_is_accepted(cometapi_conn, cometapi_emulator):
+    result = CometApiHook().edit_image(
+        image_bytes((64, 48), fmt="JPEG"), "x", mask=mask_bytes((64, 48))
+    )
+    assert len(result.images) == 1
+    assert len(cometapi_emulator.requests) == 1
