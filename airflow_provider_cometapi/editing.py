@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -71,6 +73,17 @@ def prepare_item(plan: ItemPlan, params: EditParams) -> tuple[EditRequest, Stage
     return request, sink
 
 
+def fingerprint(request: EditRequest, plan: ItemPlan) -> str:
+    """sha256 over the input bytes, the mask, every sent field and where the outputs go."""
+    digest = hashlib.sha256()
+    for part in [*request.images, *([request.mask] if request.mask else [])]:
+        digest.update(len(part.data).to_bytes(8, "big"))
+        digest.update(part.data)
+    where = {"output_path": plan.output_path, "map_index": plan.map_index}
+    digest.update(json.dumps([request.fields, where], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
 def item_result(
     label: str,
     *,
@@ -86,7 +99,26 @@ def item_result(
         "request_id": outcome.request_id if outcome else getattr(error, "request_id", None),
         "retries": outcome.retries if outcome else 0,
         "error": describe_error(error) if error else None,
+        "reused": False,
     }
+
+
+def reused_result(label: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The record of an item whose outputs a manifest proves complete: nothing is paid again."""
+    return {
+        "source": label,
+        "outputs": list(manifest["outputs"]),
+        "usage": manifest.get("usage") or {},
+        "request_id": manifest.get("request_id"),
+        "retries": 0,
+        "error": None,
+        "reused": True,
+    }
+
+
+def manifest_record(result: dict[str, Any]) -> dict[str, Any]:
+    """What a manifest keeps of a finished item."""
+    return {key: result[key] for key in ("source", "outputs", "usage", "request_id")}
 
 
 def describe_error(error: Exception) -> dict[str, Any]:

@@ -82,3 +82,8 @@ class DagRunner:
         dag = next(v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id)
         run = dag.test(run_conf=conf)
         return Outcome(dag_id=dag_id, run_id=run.run_id, state=str(run.state))
+
+
+def files_in(folder: Path) -> list[str]:
+    """Sorted names in ``folder``, less the provider's hidden bookkeeping (manifests, staging)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))

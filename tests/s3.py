@@ -45,3 +45,9 @@ def client(endpoint: str):
     import boto3
 
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **ACCESS)
+
+
+def visible_keys(s3, bucket: str, prefix: str = "") -> list[str]:
+    """Sorted keys under ``prefix``, without the provider's hidden bookkeeping (``/.`` parts)."""
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return sorted(o["Key"] for o in listed if "/." not in "/" + o["Key"])

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
+from tests.dagrun import files_in
 from tests.imaging import decode
+from tests.s3 import visible_keys
 from tests.settings import EXAMPLE_DAGS
 
 EXAMPLES = {
@@ -37,7 +39,7 @@ def test_local_image_example_writes_two_edits(run_dag, tmp_path, cometapi_emulat
 
     assert outcome.state == "success"
     folder = tmp_path / "local-edit"
-    assert sorted(p.name for p in folder.iterdir()) == ["paper-boat-0.png", "paper-boat-1.png"]
+    assert files_in(folder) == ["paper-boat-0.png", "paper-boat-1.png"]
     files = cometapi_emulator.requests[0]["files"]
     assert [f["size"] for f in files] == [PAPER_BOAT.stat().st_size, PAPER_BOAT_MASK.stat().st_size]
 
@@ -68,7 +70,7 @@ def test_prefix_example_maps_over_local_files(run_dag, tmp_path, cometapi_emulat
     )
 
     assert outcome.state == "success"
-    edited = sorted(p.name for p in (tmp_path / "edited").iterdir())
+    edited = files_in(tmp_path / "edited")
     assert edited == ["a-0-0.png", "b-1-0.png", "c-2-0.png"]
     assert len(cometapi_emulator.billed) == 3
 
@@ -91,9 +93,7 @@ def test_prefix_example_maps_over_an_s3_prefix(run_dag, s3, cometapi_emulator, i
     )
 
     assert outcome.state == "success"
-    keys = sorted(
-        o["Key"] for o in s3.list_objects_v2(Bucket="cometapi-prefix", Prefix="edited/")["Contents"]
-    )
+    keys = visible_keys(s3, "cometapi-prefix", "edited/")
     assert keys == [f"edited/boat{i}-{i}-0.png" for i in range(images)]
     body = s3.get_object(Bucket="cometapi-prefix", Key=keys[0])["Body"].read()
     assert decode(body).size == (512, 384)

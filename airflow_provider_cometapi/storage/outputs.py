@@ -72,6 +72,12 @@ def output_targets(
     return targets
 
 
+def output_folder(output_path: str, *, stem: str = "image", map_index: int = -1) -> str:
+    """The folder of the first output (placeholders filled in), ending with ``/``."""
+    (first,) = output_targets(output_path, stem=stem, extensions=["png"], map_index=map_index)
+    return first.rpartition("/")[0] + "/"
+
+
 def safe_stem(stem: str) -> str:
     """A file-name stem that cannot leave the output folder: no separators, no leading dots."""
     cleaned = _UNSAFE.sub("_", stem.replace("/", "_").replace("\\", "_")).lstrip("._")
@@ -111,6 +117,11 @@ class StagedOutputs:
             raise self._failed(exc) from exc
         self._staged[slot] = (staging, final, handle)
         return _GuardedWriter(handle, self._failed)
+
+    @property
+    def folder(self) -> str:
+        """The folder of this sink's first output."""
+        return output_folder(self.output_path, stem=self.stem, map_index=self.map_index)
 
     @property
     def targets(self) -> list[str]:

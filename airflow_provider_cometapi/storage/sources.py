@@ -123,7 +123,8 @@ def _from_mapping(value: Mapping[str, Any], field: str, conn_id: str | None) -> 
         if key in value:
             return read_source(str(value[key]), field, value.get("conn_id") or conn_id)
     raise CometAPIValidationError(
-        f"{field} is a dict without 'b64_json' or 'path': {sorted(value)[:5]}.", param=field
+        f"{field} is a dict without 'b64_json' or 'path': {sorted(map(str, value))[:5]}.",
+        param=field,
     )
 
 
@@ -220,9 +221,9 @@ def _parse_rendered_literal(value: Any) -> Any:
         return value
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return value
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return value  # TypeError: an unhashable key or set member, such as "{[]: 1}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cometapi.storage.outputs import safe_stem
+from airflow_provider_cometapi.storage.outputs import output_folder, safe_stem
 from airflow_provider_cometapi.storage.paths import storage_path
 from airflow_provider_cometapi.storage.sources import read_source, stored_location
 
@@ -64,8 +64,7 @@ def remove_staged(uris: list[str], conn_id: str | None) -> None:
 
 def _staging_root(output_path: str, context: Context) -> str:
     """``<output folder>/.cometapi-staging/<dag>/<run>/<task>-<map index>/``."""
-    fixed = output_path.split("{", 1)[0]
-    folder = fixed if fixed.endswith("/") else fixed.rpartition("/")[0] + "/"
+    folder = output_folder(output_path)
     ti = context["ti"]
     parts = [ti.dag_id, ti.run_id, f"{ti.task_id}-{getattr(ti, 'map_index', -1)}"]
     return folder + STAGING_FOLDER + "/" + "/".join(safe_stem(str(part)) for part in parts) + "/"

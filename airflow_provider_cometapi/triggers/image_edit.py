@@ -25,7 +25,6 @@ class CometImageEditTrigger(BaseTrigger):
     :param on_item_failure: ``fail`` starts no new item after a failure; ``continue`` goes on.
     :param settled: per item, a result already known (it failed its checks) or ``None``.
     :param staged: inputs staged by the worker, echoed back for clean-up.
-    :param idempotency_keys: one key per item, kept the same if the trigger is restarted.
     """
 
     def __init__(
@@ -38,11 +37,8 @@ class CometImageEditTrigger(BaseTrigger):
         on_item_failure: str = "fail",
         settled: list[dict[str, Any] | None] | None = None,
         staged: list[str] | None = None,
-        idempotency_keys: list[str] | None = None,
     ) -> None:
         super().__init__()
-        from airflow_provider_cometapi.hooks.cometapi import new_idempotency_key
-
         self.items = items
         self.params = params
         self.cometapi_conn_id = cometapi_conn_id
@@ -50,7 +46,6 @@ class CometImageEditTrigger(BaseTrigger):
         self.on_item_failure = on_item_failure
         self.settled = settled or [None] * len(items)
         self.staged = staged or []
-        self.idempotency_keys = idempotency_keys or [new_idempotency_key() for _ in items]
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and keyword arguments (JSON-friendly, no bytes)."""
@@ -64,7 +59,6 @@ class CometImageEditTrigger(BaseTrigger):
                 "on_item_failure": self.on_item_failure,
                 "settled": self.settled,
                 "staged": self.staged,
-                "idempotency_keys": self.idempotency_keys,
             },
         )
 
@@ -82,12 +76,10 @@ class CometImageEditTrigger(BaseTrigger):
         try:
             results = await asyncio.gather(
                 *(
-                    self._edit(client, gate, plan, params, key, len(plans))
+                    self._edit(client, gate, plan, params, len(plans))
                     if known is None
                     else _known(known)
-                    for plan, key, known in zip(
-                        plans, self.idempotency_keys, self.settled, strict=True
-                    )
+                    for plan, known in zip(plans, self.settled, strict=True)
                 )
             )
         finally:
@@ -95,11 +87,18 @@ class CometImageEditTrigger(BaseTrigger):
         yield TriggerEvent({"items": results, "staged": self.staged})
 
     async def _edit(
-        self, client: Any, gate: asyncio.Semaphore, plan: Any, params: Any, key: str, total: int
+        self, client: Any, gate: asyncio.Semaphore, plan: Any, params: Any, total: int
     ) -> dict[str, Any]:
         """One item: read inputs, edit, commit; a failure becomes the item's error."""
-        from airflow_provider_cometapi.editing import item_result, prepare_item
+        from airflow_provider_cometapi.editing import (
+            fingerprint,
+            item_result,
+            manifest_record,
+            prepare_item,
+            reused_result,
+        )
         from airflow_provider_cometapi.exceptions import CometAPIBatchError
+        from airflow_provider_cometapi.storage import manifests
 
         async with gate:
             if self._failed and self.on_item_failure == "fail":
@@ -110,9 +109,18 @@ class CometImageEditTrigger(BaseTrigger):
             sink = None
             try:
                 request, sink = await asyncio.to_thread(prepare_item, plan, params)
+                key = fingerprint(request, plan)
+                done = await asyncio.to_thread(manifests.load_completed, sink, key)
+                if done is not None:
+                    self.log.info("Not editing %s again: its outputs are complete", plan.label)
+                    return reused_result(plan.label, done)
                 outcome = await client.run_edit(request, sink, idempotency_key=key)
                 outputs = await asyncio.to_thread(sink.commit)
                 result = item_result(plan.label, outputs=outputs, outcome=outcome)
+                try:
+                    await asyncio.to_thread(manifests.save, sink, key, manifest_record(result))
+                except Exception as exc:  # the outputs stand; a retry would pay again
+                    self.log.warning("Could not write the manifest of %s: %s", plan.label, exc)
             except Exception as exc:  # every failure becomes this item's error
                 if sink is not None:
                     await asyncio.to_thread(sink.discard)

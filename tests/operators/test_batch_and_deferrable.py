@@ -7,7 +7,9 @@ import base64
 import pytest
 
 from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
+from tests.dagrun import files_in
 from tests.imaging import decode
+from tests.s3 import visible_keys
 
 BOAT = PAPER_BOAT.read_bytes()
 
@@ -40,9 +42,7 @@ def test_batch_edits_a_prefix_in_source_order(run_dag, tmp_path, cometapi_emulat
     assert outcome.state == "success"
     expected = [f"file://{tmp_path}/out/boat{i:02d}-{i}-0.png" for i in range(6)]
     assert outcome.xcom("batch") == expected
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        u.rsplit("/", 1)[1] for u in expected
-    ]
+    assert files_in(tmp_path / "out") == [u.rsplit("/", 1)[1] for u in expected]
     items = outcome.xcom("batch", "items")
     assert [item["source"] for item in items] == [
         f"file://{folder}/boat{i:02d}.png" for i in range(6)
@@ -88,7 +88,7 @@ def test_batch_continue_writes_what_it_can_then_fails(
     assert [bool(item["error"]) for item in items] == [False, True, False]
     assert len(cometapi_emulator.requests) == 2  # the broken file was never sent
     assert items[1]["error"]["type"] == "CometAPIValidationError"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+    assert files_in(tmp_path / "out") == [
         "boat00-0-0.png",
         "boat02-2-0.png",
     ]
@@ -190,7 +190,5 @@ def test_deferrable_s3_batch(run_dag, s3, cometapi_emulator):
     )
 
     assert outcome.state == "success"
-    keys = sorted(
-        o["Key"] for o in s3.list_objects_v2(Bucket="cometapi-deferred", Prefix="out/")["Contents"]
-    )
+    keys = visible_keys(s3, "cometapi-deferred", "out/")
     assert keys == ["out/b0-0-0.png", "out/b1-1-0.png", "out/b2-2-0.png"]

@@ -8,7 +8,9 @@ import json
 import pytest
 
 from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
+from tests.dagrun import files_in
 from tests.imaging import decode, image_bytes
+from tests.s3 import visible_keys
 
 BOAT_B64 = base64.b64encode(PAPER_BOAT.read_bytes()).decode()
 
@@ -30,7 +32,7 @@ def test_local_image_and_mask_edit_into_a_folder(run_dag, tmp_path, cometapi_emu
     assert outcome.state == "success"
     written = outcome.xcom("edit")
     assert written == [f"file://{tmp_path}/paper-boat-0.png", f"file://{tmp_path}/paper-boat-1.png"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["paper-boat-0.png", "paper-boat-1.png"]
+    assert files_in(tmp_path) == ["paper-boat-0.png", "paper-boat-1.png"]
     first, second = (decode((tmp_path / f"paper-boat-{i}.png").read_bytes()) for i in (0, 1))
     assert first.size == second.size == (512, 384)
     assert first.tobytes() != second.tobytes()
@@ -75,7 +77,7 @@ def test_every_source_form_is_read(run_dag, tmp_path, cometapi_emulator, source)
     (record,) = cometapi_emulator.requests
     assert record["files"][0]["content_type"] == "image/png"
     assert record["files"][0]["size"] == len(PAPER_BOAT.read_bytes())
-    assert len(list((tmp_path / "out").iterdir())) == 1
+    assert len(files_in(tmp_path / "out")) == 1
 
 
 def test_memory_uri_source_and_output(run_dag, cometapi_emulator):
@@ -174,7 +176,7 @@ def test_output_names_follow_placeholders(run_dag, tmp_path, cometapi_emulator):
     )
 
     assert outcome.state == "success"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["paper-boat_v0.jpg", "paper-boat_v1.jpg"]
+    assert files_in(tmp_path) == ["paper-boat_v0.jpg", "paper-boat_v1.jpg"]
 
 
 def test_outputs_return_through_xcom_as_base64_without_output_path(run_dag, cometapi_emulator):
@@ -219,8 +221,7 @@ def test_s3_source_and_output_through_a_real_s3_server(run_dag, s3, cometapi_emu
         "s3://s3_test@cometapi-out/edited/paper-boat-0.png",
         "s3://s3_test@cometapi-out/edited/paper-boat-1.png",
     ]
-    listed = s3.list_objects_v2(Bucket="cometapi-out")["Contents"]
-    assert sorted(o["Key"] for o in listed) == [
+    assert visible_keys(s3, "cometapi-out") == [
         "edited/paper-boat-0.png",
         "edited/paper-boat-1.png",
     ]
@@ -244,7 +245,7 @@ def test_mapped_edits_never_collide(run_dag, tmp_path, cometapi_emulator):
     )
 
     assert outcome.state == "success"
-    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    written = files_in(tmp_path / "out")
     assert written == [f"boat-{m}-{i}.png" for m in range(3) for i in range(2)]
     assert len(outcome.xcoms("edit", "usage")) == 3
 
@@ -262,7 +263,7 @@ def test_expand_kwargs_with_placeholders(run_dag, tmp_path, cometapi_emulator):
     )
 
     assert outcome.state == "success"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["0-paper-boat.png", "1-paper-boat.jpg"]
+    assert files_in(tmp_path) == ["0-paper-boat.png", "1-paper-boat.jpg"]
     prompts = sorted(r["fields"]["prompt"] for r in cometapi_emulator.requests)
     assert prompts == ["blue", "red"]
 

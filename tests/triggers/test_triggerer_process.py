@@ -98,7 +98,6 @@ def test_trigger_runs_in_a_real_triggerer(run_dag, tmp_path, cometapi_emulator):
         f"file://{tmp_path}/out/paper-boat-1.png",
     ]
     assert decode((tmp_path / "out" / "paper-boat-1.png").read_bytes()).size == (512, 384)
-    (key,) = trigger.idempotency_keys
-    (billed,) = [b for b in cometapi_emulator.billed if b["idempotency_key"] == key]
+    (billed,) = [b for b in cometapi_emulator.billed if b["request_id"] == item["request_id"]]
     assert item["usage"] == billed["usage"]
     assert triggerer.returncode is not None
