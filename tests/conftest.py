@@ -9,9 +9,14 @@ from tests.settings import PLANTED_KEY, TEST_DAGS
 
 @pytest.fixture
 def cometapi_conn(cometapi_emulator, monkeypatch):
-    """Point ``cometapi_default`` at the emulator with a planted key; return a setter for extras."""
+    """Point ``cometapi_default`` at the emulator with a planted key; return a setter for extras.
+
+    The emulator serves ``response_format=url`` images from loopback, so private URLs are
+    allowed unless a test says otherwise.
+    """
 
     def configure(**extra):
+        extra.setdefault("allow_private_urls", True)
         monkeypatch.setenv(
             "AIRFLOW_CONN_COMETAPI_DEFAULT",
             cometapi_emulator.connection_json(api_key=PLANTED_KEY, **extra),

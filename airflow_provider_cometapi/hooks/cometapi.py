@@ -32,6 +32,12 @@ from airflow_provider_cometapi.api.retry import RetryPolicy
 from airflow_provider_cometapi.api.settings import CometApiSettings, settings_from_connection
 from airflow_provider_cometapi.api.sinks import DownloadCopy, ImageSink, MemorySink
 from airflow_provider_cometapi.api.streaming import StreamedEditDecoder
+from airflow_provider_cometapi.api.urls import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    check_download_url,
+    redirect_target,
+)
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError, CometAPIError
 
 if TYPE_CHECKING:
@@ -249,16 +255,24 @@ class CometApiHook(BaseHook):
     def _download(
         self, item: ImageUrl, index: int, slot: int, sink: ImageSink, request_id: str | None
     ) -> WrittenImage:
-        """Stream an output the server returned as a URL into ``sink``, capped at 64 MiB."""
-        label = f"the download of data[{index}].url"
-        if not item.url.lower().startswith(("http://", "https://")):
-            raise CometAPIBadResponseError(
-                f"CometAPI returned data[{index}].url with a scheme other than http(s); "
-                "request response_format='b64_json' instead.",
-                request_id=request_id,
-            )
-        response, _ = self._send("GET", item.url, authenticated=False, stream=True)
-        copy = DownloadCopy(sink, slot, label, request_id, MAX_DOWNLOAD_BYTES)
+        """Stream an output the server returned as a URL into ``sink``, capped at 64 MiB.
+
+        Every hop of a redirect is checked: http(s) only, public addresses only unless the
+        connection allows private ones.
+        """
+        label = f"data[{index}].url"
+        url = item.url
+        for _ in range(MAX_REDIRECTS + 1):
+            check_download_url(url, allow_private=self.settings.allow_private_urls, label=label)
+            response, _ = self._send("GET", url, authenticated=False, stream=True)
+            target = redirect_target(url, response.status_code, response.headers)
+            if target is None:
+                break
+            response.close()
+            url = target
+        else:
+            raise CometAPIBadResponseError(f"{label} redirects more than {MAX_REDIRECTS} times.")
+        copy = DownloadCopy(sink, slot, f"the download of {label}", request_id, MAX_DOWNLOAD_BYTES)
         with response:
             self._pump(response, copy.feed)
         copy.finish()
@@ -309,7 +323,7 @@ class CometApiHook(BaseHook):
                     url,
                     auth=auth,
                     timeout=(settings.connect_timeout, timeout or settings.read_timeout),
-                    allow_redirects=not authenticated,
+                    allow_redirects=False,  # downloads follow redirects hop by hop, checked
                     **kwargs,
                 )
             except requests.RequestException as exc:
@@ -320,7 +334,9 @@ class CometApiHook(BaseHook):
                 if not decision.retry:
                     raise failure_error(failure, decision.reason) from exc
             else:
-                if response.status_code < 300:
+                if response.status_code < 300 or (
+                    not authenticated and response.status_code in REDIRECT_STATUSES
+                ):
                     return response, retries
                 decision = policy.for_status(retries, response.status_code, response.headers)
                 if not decision.retry:

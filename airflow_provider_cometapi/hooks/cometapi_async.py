@@ -15,6 +15,12 @@ from airflow_provider_cometapi.api.retry import RetryPolicy
 from airflow_provider_cometapi.api.settings import settings_from_connection
 from airflow_provider_cometapi.api.sinks import DownloadCopy
 from airflow_provider_cometapi.api.streaming import StreamedEditDecoder
+from airflow_provider_cometapi.api.urls import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    check_download_url,
+    redirect_target,
+)
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError
 
 if TYPE_CHECKING:
@@ -96,15 +102,24 @@ class AsyncCometApiClient:
     async def _download(
         self, item: ImageUrl, index: int, slot: int, sink: ImageSink, request_id: str | None
     ) -> WrittenImage:
-        label = f"the download of data[{index}].url"
-        if not item.url.lower().startswith(("http://", "https://")):
-            raise CometAPIBadResponseError(
-                f"CometAPI returned data[{index}].url with a scheme other than http(s); "
-                "request response_format='b64_json' instead.",
-                request_id=request_id,
+        label = f"data[{index}].url"
+        url = item.url
+        for _ in range(MAX_REDIRECTS + 1):
+            await asyncio.to_thread(
+                check_download_url,
+                url,
+                allow_private=self.settings.allow_private_urls,
+                label=label,
             )
-        response, _ = await self._send("GET", item.url, authenticated=False)
-        copy = DownloadCopy(sink, slot, label, request_id, MAX_DOWNLOAD_BYTES)
+            response, _ = await self._send("GET", url, authenticated=False)
+            target = redirect_target(url, response.status_code, response.headers)
+            if target is None:
+                break
+            await response.aclose()
+            url = target
+        else:
+            raise CometAPIBadResponseError(f"{label} redirects more than {MAX_REDIRECTS} times.")
+        copy = DownloadCopy(sink, slot, f"the download of {label}", request_id, MAX_DOWNLOAD_BYTES)
         await self._pump(response, copy.feed)
         await asyncio.to_thread(copy.finish)
         return WrittenImage(slot, copy.mime_type, copy.size, item.revised_prompt, item.url)
@@ -150,7 +165,9 @@ class AsyncCometApiClient:
                 if not decision.retry:
                     raise failure_error(failure, decision.reason) from exc
             else:
-                if response.status_code < 300:
+                if response.status_code < 300 or (
+                    not authenticated and response.status_code in REDIRECT_STATUSES
+                ):
                     return response, retries
                 decision = policy.for_status(retries, response.status_code, response.headers)
                 body = await response.aread()
