@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault", help="fault for every edit, e.g. 'status=429;retry_after=2'")
     parser.add_argument("--random-faults", help="random status rates, e.g. '429=0.1,500=0.05'")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random faults")
+    parser.add_argument(
+        "--honour-idempotency",
+        action="store_true",
+        help="replay a successful edit's response for a repeated Idempotency-Key, unbilled",
+    )
     return parser
 
 
@@ -45,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fault=args.fault,
             random_faults=args.random_faults,
             seed=args.seed,
+            honour_idempotency=args.honour_idempotency,
         )
     except ValueError as exc:
         parser.error(str(exc))

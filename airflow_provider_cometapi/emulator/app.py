@@ -146,6 +146,11 @@ def create_app(state: EmulatorState) -> FastAPI:
     ) -> Response:
         request_id: str = request.state.request_id
         check_api_key(request.headers.get("authorization"), state.api_key)
+        idempotency_key = request.headers.get("idempotency-key")
+        replay = state.replays.get(idempotency_key or "") if state.honour_idempotency else None
+        if replay is not None:  # a gateway honouring Idempotency-Key: same answer, no new bill
+            state.records.update(request_id, replayed=True)
+            return Response(replay, media_type="application/json")
         fault = pick_fault(request)
         if fault is not None:
             state.records.update(request_id, fault=fault.text)
@@ -163,6 +168,8 @@ def create_app(state: EmulatorState) -> FastAPI:
         base_url = str(request.base_url).rstrip("/")
         body, usage = await run_in_threadpool(_success_body, edit, base_url, state)
         state.records.bill(request_id, model=edit.model, images=edit.n, usage=usage)
+        if state.honour_idempotency and idempotency_key:
+            state.replays[idempotency_key] = body
         return Response(body, media_type="application/json")
 
     @app.post(EDITS_PATH)

@@ -33,6 +33,8 @@ class EmulatorServer:
     :param fault: a fault spec applied to every edit request, e.g. ``status=429;retry_after=2``.
     :param random_faults: status rates such as ``{"429": 0.1, "500": 0.05}`` or ``"429=0.1"``.
     :param seed: seed of the random faults.
+    :param honour_idempotency: answer a repeated ``Idempotency-Key`` of a successful edit with
+        the same response, billing nothing, as a deduplicating gateway does.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class EmulatorServer:
         fault: str | None = None,
         random_faults: str | Mapping[str, float] | Mapping[int, float] | None = None,
         seed: int = 0,
+        honour_idempotency: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -51,6 +54,7 @@ class EmulatorServer:
         self._state = EmulatorState(
             api_key=api_key or None,
             random_faults=RandomFaults(rates, seed) if rates else None,
+            honour_idempotency=honour_idempotency,
         )
         self.set_latency(latency)
         self.set_fault(fault)

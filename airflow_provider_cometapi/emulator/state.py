@@ -22,6 +22,8 @@ class EmulatorState:
     files: FileStore = field(default_factory=FileStore)
     fault_counter: FaultCounter = field(default_factory=FaultCounter)
     closing: threading.Event = field(default_factory=threading.Event)
+    honour_idempotency: bool = False
+    replays: dict[str, bytes] = field(default_factory=dict)
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -39,6 +41,7 @@ class EmulatorState:
         self.records.clear()
         self.files.clear()
         self.fault_counter.clear()
+        self.replays.clear()
         self.max_in_flight = self.in_flight
         if self.random_faults is not None:
             self.random_faults.reseed()
