@@ -1,0 +1,46 @@
+"""A batch job run in its own process (so a test can SIGKILL it midway): ``python batch_job.py
+SOURCES OUTPUT`` with ``AIRFLOW_HOME`` and ``AIRFLOW_CONN_COMETAPI_DEFAULT`` set by the caller."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+DAG_SOURCE = """
+from airflow.sdk import DAG
+from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOperator
+
+with DAG("cometapi_load_batch", schedule=None, catchup=False) as dag:
+    CometImageEditBatchOperator(
+        task_id="batch",
+        prompt="Add a ribbon",
+        sources={sources!r},
+        output_path={output!r},
+        max_concurrency=32,
+        on_item_failure="continue",
+    )
+"""
+
+
+def main(sources: str, output: str) -> int:
+    """Write the DAG into this process's bundle folder and ``dag.test()`` it."""
+    folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "cometapi_load_batch.py"
+    path.write_text(DAG_SOURCE.format(sources=sources, output=output))
+    from airflow.utils import db
+
+    db.initdb()
+    spec = importlib.util.spec_from_file_location("cometapi_load_batch", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = module.dag.test()
+    return 0 if str(run.state) == "success" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
