@@ -383,13 +383,14 @@ class _BearerAuth:
 def _classify(exc: Exception) -> Failure:
     """Name a ``requests`` failure in transport-neutral terms."""
     import requests
-    from urllib3.exceptions import NewConnectionError
+    from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
     if isinstance(exc, requests.ConnectTimeout):
         return Failure.CONNECT_TIMEOUT
-    if isinstance(exc, requests.ReadTimeout):
-        return Failure.READ_TIMEOUT
     cause = exc.args[0] if exc.args else None
+    # Mid-body, requests wraps urllib3's read timeout in a plain ConnectionError.
+    if isinstance(exc, requests.ReadTimeout) or isinstance(cause, ReadTimeoutError):
+        return Failure.READ_TIMEOUT
     if isinstance(cause, NewConnectionError) or isinstance(
         getattr(cause, "reason", None), NewConnectionError
     ):

@@ -133,6 +133,8 @@ class AsyncCometApiClient:
                 await asyncio.to_thread(feed, chunk)
         except httpx.TransportError as exc:
             failure = _classify(exc)
+            if failure is Failure.DROPPED:  # the answer had begun: cut off, as requests names it
+                failure = Failure.CUT_OFF
             raise failure_error(failure, f"{failure.value} while reading the answer") from exc
         finally:
             await response.aclose()
