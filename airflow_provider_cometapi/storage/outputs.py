@@ -79,8 +79,13 @@ def output_folder(output_path: str, *, stem: str = "image", map_index: int = -1)
 
 
 def safe_stem(stem: str) -> str:
-    """A file-name stem that cannot leave the output folder: no separators, no leading dots."""
-    cleaned = _UNSAFE.sub("_", stem.replace("/", "_").replace("\\", "_")).lstrip("._")
+    """A file-name stem that cannot leave the output folder: no separators, no leading dots.
+
+    Of a path (``a/b/../c.png``, ``..\\..\\c.png``) only the last part counts, so a source name
+    gives the same stem whether it arrives as a stem (sync) or as a staged file name (deferrable).
+    """
+    last = re.split(r"[/\\]", stem.rstrip("/\\"))[-1]
+    cleaned = _UNSAFE.sub("_", last).lstrip("._")
     return cleaned[:100] or "image"
 
 
@@ -150,11 +155,15 @@ class StagedOutputs:
     def discard(self) -> None:
         """Abort open writes and remove every staged file (best effort)."""
         for staging, _, handle in self._staged.values():
-            try:
-                abort = getattr(handle, "discard", None)
-                abort() if callable(abort) else handle.close()
-            except Exception:  # the original error is what the caller needs
-                pass
+            # Abort (s3fs drops its multipart upload), then close anyway: a local file cannot
+            # discard and would keep its descriptor, and an s3fs file left open fails when
+            # collected. Whatever closing writes goes with the staged file below.
+            for step in (getattr(handle, "discard", None), handle.close):
+                try:
+                    if callable(step):
+                        step()
+                except Exception:  # the original error is what the caller needs
+                    pass
             try:
                 if staging.exists():
                     staging.unlink()
