@@ -88,7 +88,7 @@ def error_from_response(
     hint = _HINTS.get(cls.__name__, "")
     text = f"CometAPI refused the edit: {message}" if message else "CometAPI refused the edit"
     return cls(
-        f"{text}.{' ' + note + '.' if note else ''}{hint}",
+        f"{text.rstrip('.')}.{' ' + note + '.' if note else ''}{hint}",
         status=status,
         request_id=request_id,
         server_message=message or None,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.storage.outputs import output_folder, safe_stem
 from airflow_provider_cometapi.storage.paths import storage_path
-from airflow_provider_cometapi.storage.sources import read_source, stored_location
+from airflow_provider_cometapi.storage.sources import read_source, source_stem, stored_location
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -28,7 +28,7 @@ def stage_inputs(
         if value is None or stored_location(value) is not None:
             return stored_location(value) if value is not None else None
         filename, data = read_source(value, name, source_conn_id)
-        base = safe_stem(filename) if filename else "image"  # keeps the stem outputs are named by
+        base = f"{safe_stem(source_stem(filename))}.staged"  # outputs keep the source's stem
         target = storage_path(f"{root}{safe_stem(name)}/{base}", conn_id)
         if target.protocol in ("", "file", "local"):
             target.parent.mkdir(parents=True, exist_ok=True)
