@@ -34,6 +34,21 @@ class EditParams:
         """The parameters as a plain dict."""
         return asdict(self)
 
+    def request(self, sources: list[tuple[str, bytes]], mask: Any) -> EditRequest:
+        """The checked request for these sources (read already) and mask."""
+        return build_edit_request(
+            sources[0] if len(sources) == 1 else sources,
+            self.prompt,
+            model=self.model,
+            mask=mask,
+            n=self.n,
+            quality=self.quality,
+            size=self.size,
+            output_format=self.output_format,
+            response_format=self.response_format,
+            extra_fields=self.extra_fields,
+        )
+
 
 @dataclass(frozen=True)
 class ItemPlan:
@@ -52,18 +67,7 @@ def prepare_item(plan: ItemPlan, params: EditParams) -> tuple[EditRequest, Stage
     """Read and check an item's inputs, and open the staging sink for its outputs."""
     sources = read_sources(plan.sources, "image", plan.source_conn_id)
     mask = read_source(plan.mask, "mask", plan.source_conn_id) if plan.mask else None
-    request = build_edit_request(
-        sources[0] if len(sources) == 1 else sources,
-        params.prompt,
-        model=params.model,
-        mask=mask,
-        n=params.n,
-        quality=params.quality,
-        size=params.size,
-        output_format=params.output_format,
-        response_format=params.response_format,
-        extra_fields=params.extra_fields,
-    )
+    request = params.request(sources, mask)
     sink = StagedOutputs(
         plan.output_path,
         stem=source_stem(sources[0][0]),

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from airflow_provider_cometapi.api.failures import Failure
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -62,9 +66,10 @@ class RetryPolicy:
         wait = asked if asked is not None else self.backoff(retries_done)
         return RetryDecision(True, wait=wait, reason=f"HTTP {status}")
 
-    def for_failure(self, retries_done: int, *, connect: bool, what: str) -> RetryDecision:
-        """Decide after a transport failure; ``connect`` means the request never left."""
-        if not connect and not self.retry_on_read_timeout:
+    def for_failure(self, retries_done: int, failure: Failure) -> RetryDecision:
+        """Decide after a transport failure; only one that never reached the server is safe."""
+        what = failure.value
+        if not failure.never_sent and not self.retry_on_read_timeout:
             return RetryDecision(
                 False, reason=f"{what} after the request was sent (the edit may be billed)"
             )

@@ -41,6 +41,11 @@ def check_download_url(url: str, *, allow_private: bool, label: str) -> None:
             )
 
 
+def accepted(status: int, *, authenticated: bool) -> bool:
+    """A 2xx answer, or a redirect of a download (the caller follows it, checked, hop by hop)."""
+    return status < 300 or (not authenticated and status in REDIRECT_STATUSES)
+
+
 def redirect_target(url: str, status: int, headers: Mapping[str, str]) -> str | None:
     """Where a redirect answer points (absolute), or ``None`` if it is not a redirect."""
     location = headers.get("location")

@@ -34,7 +34,7 @@ from airflow_provider_cometapi.api.sinks import DownloadCopy, ImageSink, MemoryS
 from airflow_provider_cometapi.api.streaming import StreamedEditDecoder
 from airflow_provider_cometapi.api.urls import (
     MAX_REDIRECTS,
-    REDIRECT_STATUSES,
+    accepted,
     check_download_url,
     redirect_target,
 )
@@ -182,6 +182,22 @@ class CometApiHook(BaseHook):
             response_format=response_format,
             extra_fields=extra_fields,
         )
+        return self.edit(request, timeout=timeout, idempotency_key=idempotency_key)
+
+    def edit(
+        self,
+        request: EditRequest,
+        *,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> ImageEditResult:
+        """
+        Send a checked request (from ``build_edit_request``) and return the outputs in memory.
+
+        :param request: the checked request.
+        :param timeout: read timeout in seconds for this call.
+        :param idempotency_key: sent as ``Idempotency-Key`` on every attempt.
+        """
         sink = MemorySink()
         outcome = self.run_edit(request, sink, timeout=timeout, idempotency_key=idempotency_key)
         images = [
@@ -328,15 +344,11 @@ class CometApiHook(BaseHook):
                 )
             except requests.RequestException as exc:
                 failure = _classify(exc)
-                decision = policy.for_failure(
-                    retries, connect=failure.never_sent, what=failure.value
-                )
+                decision = policy.for_failure(retries, failure)
                 if not decision.retry:
                     raise failure_error(failure, decision.reason) from exc
             else:
-                if response.status_code < 300 or (
-                    not authenticated and response.status_code in REDIRECT_STATUSES
-                ):
+                if accepted(response.status_code, authenticated=authenticated):
                     return response, retries
                 decision = policy.for_status(retries, response.status_code, response.headers)
                 if not decision.retry:

@@ -17,7 +17,7 @@ from airflow_provider_cometapi.api.sinks import DownloadCopy
 from airflow_provider_cometapi.api.streaming import StreamedEditDecoder
 from airflow_provider_cometapi.api.urls import (
     MAX_REDIRECTS,
-    REDIRECT_STATUSES,
+    accepted,
     check_download_url,
     redirect_target,
 )
@@ -161,15 +161,11 @@ class AsyncCometApiClient:
                 response = await self._client.send(request, stream=True)
             except httpx.TransportError as exc:
                 failure = _classify(exc)
-                decision = policy.for_failure(
-                    retries, connect=failure.never_sent, what=failure.value
-                )
+                decision = policy.for_failure(retries, failure)
                 if not decision.retry:
                     raise failure_error(failure, decision.reason) from exc
             else:
-                if response.status_code < 300 or (
-                    not authenticated and response.status_code in REDIRECT_STATUSES
-                ):
+                if accepted(response.status_code, authenticated=authenticated):
                     return response, retries
                 decision = policy.for_status(retries, response.status_code, response.headers)
                 body = await response.aread()

@@ -311,18 +311,7 @@ class CometImageEditOperator(_CometImageEditBase):
         sources = read_sources(self.image, "image", self.source_conn_id)
         mask = read_source(self.mask, "mask", self.source_conn_id) if self.mask else None
         with self.hook:
-            result = self.hook.edit_image(
-                sources[0] if len(sources) == 1 else sources,
-                params.prompt,
-                mask=mask,
-                model=params.model,
-                n=params.n,
-                quality=params.quality,
-                size=params.size,
-                output_format=params.output_format,
-                response_format=params.response_format,
-                extra_fields=params.extra_fields,
-            )
+            result = self.hook.edit(params.request(sources, mask))
         encoded_size = sum((len(image.data) + 2) // 3 * 4 for image in result.images)
         if encoded_size > self.max_xcom_bytes:
             raise CometAPIValidationError(
