@@ -133,6 +133,8 @@ def describe_error(error: Exception) -> dict[str, Any]:
         "status": getattr(error, "status", None),
         "request_id": getattr(error, "request_id", None),
         "param": getattr(error, "param", None),
+        "server_message": getattr(error, "server_message", None),
+        "code": getattr(error, "code", None),
     }
 
 

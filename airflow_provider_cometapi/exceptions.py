@@ -119,4 +119,6 @@ def rebuild_error(described: dict) -> CometAPIError:
         status=described.get("status"),
         request_id=described.get("request_id"),
         param=described.get("param"),
+        server_message=described.get("server_message"),
+        code=described.get("code"),
     )

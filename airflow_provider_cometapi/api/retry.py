@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_provider_cometapi.api.failures import Failure
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+
+    from airflow_provider_cometapi.api.failures import Failure
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 INITIAL_BACKOFF = 0.5

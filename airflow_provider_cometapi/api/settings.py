@@ -58,6 +58,17 @@ def normalize_base_url(host: str | None) -> str:
     return host
 
 
+def masked_settings(conn: Connection) -> CometApiSettings:
+    """``settings_from_connection``, with the key (raw and stripped) masked in Airflow's logs."""
+    from airflow.sdk.log import mask_secret
+
+    if conn.password:
+        mask_secret(conn.password)
+    settings = settings_from_connection(conn)
+    mask_secret(settings.api_key)
+    return settings
+
+
 def settings_from_connection(conn: Connection) -> CometApiSettings:
     """Read and check a ``cometapi`` connection; raise a typed error naming the bad field."""
     api_key = (conn.password or "").strip()

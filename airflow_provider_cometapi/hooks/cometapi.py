@@ -29,7 +29,7 @@ from airflow_provider_cometapi.api.results import (
     WrittenImage,
 )
 from airflow_provider_cometapi.api.retry import RetryPolicy
-from airflow_provider_cometapi.api.settings import CometApiSettings, settings_from_connection
+from airflow_provider_cometapi.api.settings import CometApiSettings, masked_settings
 from airflow_provider_cometapi.api.sinks import DownloadCopy, ImageSink, MemorySink
 from airflow_provider_cometapi.api.streaming import StreamedEditDecoder
 from airflow_provider_cometapi.api.urls import (
@@ -84,14 +84,7 @@ class CometApiHook(BaseHook):
     @cached_property
     def settings(self) -> CometApiSettings:
         """The checked connection settings; the key is masked in logs as soon as it is read."""
-        from airflow.sdk.log import mask_secret
-
-        conn = self.get_connection(self.cometapi_conn_id)
-        if conn.password:
-            mask_secret(conn.password)
-        settings = settings_from_connection(conn)
-        mask_secret(settings.api_key)
-        return settings
+        return masked_settings(self.get_connection(self.cometapi_conn_id))
 
     @cached_property
     def session(self) -> requests.Session:
@@ -353,7 +346,7 @@ class CometApiHook(BaseHook):
                 decision = policy.for_status(retries, response.status_code, response.headers)
                 if not decision.retry:
                     with response:
-                        body = response.content
+                        body = _error_body(response)
                     raise error_from_response(
                         response.status_code,
                         body,
@@ -412,3 +405,13 @@ def _classify(exc: Exception) -> Failure:
     ):
         return Failure.CUT_OFF
     return Failure.DROPPED
+
+
+def _error_body(response: requests.Response) -> bytes:
+    """An error answer's body; empty if it cannot be read (the status says enough)."""
+    import requests
+
+    try:
+        return response.content
+    except requests.RequestException:
+        return b""

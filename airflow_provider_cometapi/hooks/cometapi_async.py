@@ -12,7 +12,7 @@ from airflow_provider_cometapi.api.request import EDIT_PATH
 from airflow_provider_cometapi.api.response import ImageUrl, error_from_response, request_id_from
 from airflow_provider_cometapi.api.results import EditOutcome, WrittenImage
 from airflow_provider_cometapi.api.retry import RetryPolicy
-from airflow_provider_cometapi.api.settings import settings_from_connection
+from airflow_provider_cometapi.api.settings import masked_settings
 from airflow_provider_cometapi.api.sinks import DownloadCopy
 from airflow_provider_cometapi.api.streaming import StreamedEditDecoder
 from airflow_provider_cometapi.api.urls import (
@@ -60,12 +60,9 @@ class AsyncCometApiClient:
     async def connect(cls, conn_id: str) -> AsyncCometApiClient:
         """A client for the ``cometapi`` connection ``conn_id``; the key is masked at once."""
         from airflow.sdk.bases.hook import BaseHook
-        from airflow.sdk.log import mask_secret
 
         conn = await BaseHook.aget_connection(conn_id)
-        if conn.password:
-            mask_secret(conn.password)
-        return cls(settings_from_connection(conn))
+        return cls(masked_settings(conn))
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -86,7 +83,7 @@ class AsyncCometApiClient:
         request_id = request_id_from(response.headers)
         decoder = StreamedEditDecoder(sink.open_writer, request_id)
         await self._pump(response, decoder.feed)
-        streamed = decoder.finish()
+        streamed = await asyncio.to_thread(decoder.finish)
         images: list[WrittenImage] = []
         next_slot = len(decoder.opened_slots)
         for index, item in enumerate(streamed.outputs):
@@ -168,7 +165,10 @@ class AsyncCometApiClient:
                 if accepted(response.status_code, authenticated=authenticated):
                     return response, retries
                 decision = policy.for_status(retries, response.status_code, response.headers)
-                body = await response.aread()
+                try:
+                    body = await response.aread()
+                except httpx.TransportError:  # the status says enough
+                    body = b""
                 await response.aclose()
                 if not decision.retry:
                     raise error_from_response(

@@ -18,7 +18,7 @@ from airflow_provider_cometapi.exceptions import (
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from airflow.sdk import Context
 
@@ -197,8 +197,6 @@ class _CometImageEditBase(BaseOperator):
         An item that fails its checks fails the task at once with ``fail``; with ``continue`` it
         is recorded as failed and the others are deferred.
         """
-        from dataclasses import asdict
-
         from airflow_provider_cometapi.editing import item_result, prepare_item
         from airflow_provider_cometapi.storage.staging import stage_inputs
         from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
@@ -212,10 +210,13 @@ class _CometImageEditBase(BaseOperator):
                 if on_item_failure == "fail":
                     raise
                 settled.append(item_result(plan.label, error=exc))
-        placed, staged = stage_inputs(plans, context, self.output_conn_id)
+        skip = [result is not None for result in settled]
+        placed, staged = stage_inputs(plans, context, self.output_conn_id, skip)
         self.defer(
             trigger=CometImageEditTrigger(
-                items=[asdict(plan) for plan in placed],
+                items=[
+                    _json_plan(plan, skipped) for plan, skipped in zip(placed, skip, strict=True)
+                ],
                 settled=settled,
                 staged=staged,
                 params=params.to_dict(),
@@ -298,11 +299,21 @@ class CometImageEditOperator(_CometImageEditBase):
 
     def _finish(self, context: Context, result: dict[str, Any], params: EditParams) -> list[str]:
         outputs: list[str] = result["outputs"]
-        usage = {**result["usage"], "model": params.model, "images": len(outputs)}
-        usage["request_id"] = result["request_id"]
+        self._push_usage(context, result["usage"], params, len(outputs), result["request_id"])
+        return outputs
+
+    def _push_usage(
+        self,
+        context: Context,
+        server_usage: dict[str, Any],
+        params: EditParams,
+        images: int,
+        request_id: str | None,
+    ) -> None:
+        """Push ``usage``: the server's keys plus model, images and request id; log a summary."""
+        usage = {**server_usage, "model": params.model, "images": images, "request_id": request_id}
         context["ti"].xcom_push(key="usage", value=usage)
         _log_usage(self, usage)
-        return outputs
 
     def _execute_in_memory(self, context: Context, params: EditParams) -> list[str]:
         """No ``output_path``: return the outputs through XCom as base64, within the cap."""
@@ -320,8 +331,7 @@ class CometImageEditOperator(_CometImageEditBase):
                 "database, so set output_path to write the images to storage instead.",
                 param="output_path",
             )
-        item = {"outputs": result.images, "usage": result.usage, "request_id": result.request_id}
-        self._finish(context, item, params)
+        self._push_usage(context, result.usage, params, len(result.images), result.request_id)
         return [base64.b64encode(image.data).decode("ascii") for image in result.images]
 
 
@@ -420,9 +430,28 @@ class CometImageEditBatchOperator(_CometImageEditBase):
                 return item_result(plan.label, error=exc)
 
         warm_up(plans[0].output_path, self.output_conn_id)
-        self.hook.fork().session.close()  # imports the HTTP stack once, on this thread
+        import requests  # noqa: F401 - imported once here, not by every thread at once
+
         results: list[dict[str, Any] | None] = [None] * len(plans)
         progress = _Progress(self, len(plans))
+        try:
+            self._pump_items(plans, edit, results, progress)
+        finally:
+            for hook in hooks:
+                hook.close()
+        return [
+            result if result is not None else item_result(plan.label, error=_NOT_STARTED)
+            for plan, result in zip(plans, results, strict=True)
+        ]
+
+    def _pump_items(
+        self,
+        plans: list[ItemPlan],
+        edit: Callable[[ItemPlan], dict[str, Any]],
+        results: list[dict[str, Any] | None],
+        progress: _Progress,
+    ) -> None:
+        """Keep ``max_concurrency`` items in flight; with ``fail``, start none after a failure."""
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             waiting = iter(enumerate(plans))
             running: dict[Future[dict[str, Any]], int] = {}
@@ -440,12 +469,6 @@ class CometImageEditBatchOperator(_CometImageEditBase):
                     result = results[running.pop(future)] = future.result()
                     progress.add(result)
                     stop = stop or (bool(result["error"]) and self.on_item_failure == "fail")
-        for hook in hooks:
-            hook.close()
-        return [
-            result if result is not None else item_result(plan.label, error=_NOT_STARTED)
-            for plan, result in zip(plans, results, strict=True)
-        ]
 
     def _finish(
         self, context: Context, results: list[dict[str, Any]], params: EditParams
@@ -490,6 +513,13 @@ class _Progress:
             self.retried,
             self.failed,
         )
+
+
+def _json_plan(plan: ItemPlan, settled: bool) -> dict[str, Any]:
+    """A plan as trigger kwargs; a settled plan's inputs are never read again, so drop them."""
+    from dataclasses import asdict, replace
+
+    return asdict(replace(plan, sources=[], mask=None) if settled else plan)
 
 
 def _log_usage(operator: BaseOperator, usage: dict[str, Any]) -> None:

@@ -61,15 +61,20 @@ def output_targets(
         if output_path.endswith("/"):
             mapped = f"-{map_index}" if map_index >= 0 else ""
             targets.append(f"{output_path}{stem}{mapped}-{index}.{ext}")
-        elif _placeholders(output_path):
+        else:
+            used = _placeholders(output_path)
             values = {"stem": stem, "index": index, "ext": ext, "map_index": max(map_index, 0)}
-            targets.append(output_path.format(**values))
-        elif index == 0:
-            targets.append(output_path)
-        else:  # the server sent more images than asked for: keep them all, side by side
-            base, dot, suffix = output_path.rpartition(".")
-            targets.append(f"{base}-{index}.{suffix}" if dot else f"{output_path}-{index}")
+            target = output_path.format(**values) if used else output_path
+            targets.append(target if index == 0 or "index" in used else _beside(target, index))
     return targets
+
+
+def _beside(target: str, index: int) -> str:
+    """``out/boat.png`` -> ``out/boat-2.png``: room for more outputs than the name allows."""
+    folder, _, name = target.rpartition("/")
+    base, dot, suffix = name.rpartition(".")
+    name = f"{base}-{index}.{suffix}" if dot else f"{name}-{index}"
+    return f"{folder}/{name}" if folder else name
 
 
 def output_folder(output_path: str, *, stem: str = "image", map_index: int = -1) -> str:
@@ -135,13 +140,17 @@ class StagedOutputs:
 
     def commit(self) -> list[str]:
         """Move every staged output into place; return the final URIs in slot order."""
+        moved = []
         try:
             for slot in sorted(self._staged):
                 staging, final, handle = self._staged[slot]
                 handle.close()
                 final.fs.mv(staging.path, final.path)
+                moved.append(final)
         except Exception as exc:
             self.discard()
+            for final in moved:  # all or nothing: no output of a half-committed edit stays
+                _remove(final)
             raise self._failed(exc) from exc
         return self.targets
 
@@ -164,11 +173,7 @@ class StagedOutputs:
                         step()
                 except Exception:  # the original error is what the caller needs
                     pass
-            try:
-                if staging.exists():
-                    staging.unlink()
-            except Exception:
-                continue
+            _remove(staging)
 
 
 def _placeholders(template: str) -> set[str]:
@@ -186,6 +191,15 @@ def _placeholders(template: str) -> set[str]:
             param="output_path",
         )
     return names
+
+
+def _remove(path: Any) -> None:
+    """Delete a file if it is there (best effort: the caller is already handling an error)."""
+    try:
+        if path.exists():
+            path.unlink()
+    except Exception:
+        return
 
 
 class _GuardedWriter:

@@ -18,9 +18,12 @@ STAGING_FOLDER = ".cometapi-staging"
 
 
 def stage_inputs(
-    plans: list[ItemPlan], context: Context, conn_id: str | None
+    plans: list[ItemPlan], context: Context, conn_id: str | None, skip: list[bool]
 ) -> tuple[list[ItemPlan], list[str]]:
-    """Plans whose inputs are all paths or URIs, and the URIs of what was staged for them."""
+    """Plans whose inputs are all paths or URIs, and the URIs of what was staged for them.
+
+    Plans marked in ``skip`` (already settled as failed) are passed through untouched.
+    """
     root = _staging_root(plans[0].output_path, context)
     staged: list[str] = []
 
@@ -38,7 +41,9 @@ def stage_inputs(
 
     mask = place(plans[0].mask, "mask", plans[0].source_conn_id)
     placed = [
-        replace(
+        plan
+        if skipped
+        else replace(
             plan,
             mask=mask,
             sources=[
@@ -46,7 +51,7 @@ def stage_inputs(
                 for i, source in enumerate(plan.sources)
             ],
         )
-        for plan in plans
+        for plan, skipped in zip(plans, skip, strict=True)
     ]
     return placed, staged
 

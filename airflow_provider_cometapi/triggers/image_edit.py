@@ -90,13 +90,7 @@ class CometImageEditTrigger(BaseTrigger):
         self, client: Any, gate: asyncio.Semaphore, plan: Any, params: Any, total: int
     ) -> dict[str, Any]:
         """One item: read inputs, edit, commit; a failure becomes the item's error."""
-        from airflow_provider_cometapi.editing import (
-            fingerprint,
-            item_result,
-            manifest_record,
-            prepare_item,
-            reused_result,
-        )
+        from airflow_provider_cometapi.editing import item_result, manifest_record, reused_result
         from airflow_provider_cometapi.exceptions import CometAPIBatchError
         from airflow_provider_cometapi.storage import manifests
 
@@ -108,9 +102,7 @@ class CometImageEditTrigger(BaseTrigger):
                 )
             sink = None
             try:
-                request, sink = await asyncio.to_thread(prepare_item, plan, params)
-                key = fingerprint(request, plan)
-                done = await asyncio.to_thread(manifests.load_completed, sink, key)
+                request, sink, key, done = await asyncio.to_thread(_look_up, plan, params)
                 if done is not None:
                     self.log.info("Not editing %s again: its outputs are complete", plan.label)
                     return reused_result(plan.label, done)
@@ -126,6 +118,10 @@ class CometImageEditTrigger(BaseTrigger):
                     await asyncio.to_thread(sink.discard)
                 self._failed = True
                 result = item_result(plan.label, error=exc)
+            except BaseException:  # cancelled (triggerer stopping): leave nothing staged
+                if sink is not None:
+                    sink.discard()
+                raise
             self._done += 1
             self.log.info(
                 "%d/%d edited (%s: %s)",
@@ -139,3 +135,13 @@ class CometImageEditTrigger(BaseTrigger):
 
 async def _known(result: dict[str, Any]) -> dict[str, Any]:
     return result
+
+
+def _look_up(plan: Any, params: Any) -> tuple[Any, Any, str, dict[str, Any] | None]:
+    """Read and check an item, fingerprint it and look for its manifest (all blocking work)."""
+    from airflow_provider_cometapi.editing import fingerprint, prepare_item
+    from airflow_provider_cometapi.storage import manifests
+
+    request, sink = prepare_item(plan, params)
+    key = fingerprint(request, plan)
+    return request, sink, key, manifests.load_completed(sink, key)

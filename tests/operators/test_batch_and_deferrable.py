@@ -192,3 +192,21 @@ def test_deferrable_s3_batch(run_dag, s3, cometapi_emulator):
     assert outcome.state == "success"
     keys = visible_keys(s3, "cometapi-deferred", "out/")
     assert keys == ["out/b0-0-0.png", "out/b1-1-0.png", "out/b2-2-0.png"]
+
+
+def test_deferrable_continue_skips_a_bad_inline_input(run_dag, tmp_path, cometapi_emulator):
+    encoded = base64.b64encode(BOAT).decode()
+    outcome = run_dag(
+        batch_task(
+            repr([encoded, "data:image/png;base64,@@@@", str(PAPER_BOAT)]),
+            f"{tmp_path}/out/",
+            on_item_failure="continue",
+            deferrable=True,
+        )
+    )
+
+    assert outcome.states() == {("batch", -1): "failed"}
+    items = outcome.xcom("batch", "items")
+    assert [bool(item["error"]) for item in items] == [False, True, False]
+    assert items[1]["error"]["type"] == "CometAPIValidationError"
+    assert len(cometapi_emulator.billed) == 2
