@@ -20,6 +20,7 @@ from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from airflow_provider_cometapi.editing import EditParams, ItemPlan
@@ -82,6 +83,7 @@ class _CometImageEditBase(BaseOperator):
         self.source_conn_id = source_conn_id
         self.output_conn_id = output_conn_id
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self._written: list[str] = []
 
     @cached_property
     def hook(self) -> CometApiHook:
@@ -232,6 +234,27 @@ class _CometImageEditBase(BaseOperator):
 
         remove_staged(event.get("staged", []), self.output_conn_id)
 
+    def _announce(self, context: Context, outputs: list[str]) -> None:
+        """Remember the outputs for lineage, and attach them to each outlet Asset's event."""
+        from airflow.sdk import Asset
+
+        self._written = outputs
+        as_json: list[Any] = list(outputs)
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra["outputs"] = as_json
+
+    def _read_locations(self) -> list[Any]:
+        """The inputs as given (before reading), whose stored locations are lineage inputs."""
+        raise NotImplementedError
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """Inputs read from storage and outputs written, as OpenLineage datasets."""
+        from airflow_provider_cometapi.lineage import operator_lineage, stored_locations
+
+        inputs = stored_locations([*self._read_locations(), self.mask])
+        return operator_lineage(inputs, self._written)
+
 
 class CometImageEditOperator(_CometImageEditBase):
     """
@@ -300,7 +323,13 @@ class CometImageEditOperator(_CometImageEditBase):
     def _finish(self, context: Context, result: dict[str, Any], params: EditParams) -> list[str]:
         outputs: list[str] = result["outputs"]
         self._push_usage(context, result["usage"], params, len(outputs), result["request_id"])
+        self._announce(context, outputs)
         return outputs
+
+    def _read_locations(self) -> list[Any]:
+        from airflow_provider_cometapi.storage.sources import as_source_list
+
+        return as_source_list(self.image, "image")
 
     def _push_usage(
         self,
@@ -399,6 +428,11 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         self._cleanup_staged(event)
         return self._finish(context, event["items"], self._edit_params())
 
+    def _read_locations(self) -> list[Any]:
+        from airflow_provider_cometapi.storage.sources import as_source_list
+
+        return as_source_list(self.sources, "sources")
+
     def _plans(self) -> list[ItemPlan]:
         from airflow_provider_cometapi.storage.sources import as_source_list, expand_prefix
 
@@ -481,6 +515,7 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         context["ti"].xcom_push(key="usage", value=usage)
         context["ti"].xcom_push(key="items", value=results)
         _log_usage(self, usage)
+        self._announce(context, outputs)
         failed = [result for result in results if result["error"]]
         if failed:
             first = failed[0]

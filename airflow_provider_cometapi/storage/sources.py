@@ -22,7 +22,7 @@ _MIN_BASE64_CHARS = 32
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
-_GLOB = re.compile(r"[*?\[]")
+GLOB = re.compile(r"[*?\[]")
 
 
 def as_source_list(value: Any, field: str) -> list[Any]:
@@ -65,7 +65,7 @@ def stored_location(value: Any) -> str | None:
 
 def expand_prefix(location: str, conn_id: str | None) -> list[str]:
     """The image URIs under a folder (``…/``) or matching a glob (``…/*.png``), sorted."""
-    if _GLOB.search(location):
+    if GLOB.search(location):
         folder, _, pattern = location.rpartition("/")
         matches = storage_path(folder + "/", conn_id).glob(pattern)
     elif location.endswith("/"):
