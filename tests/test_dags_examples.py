@@ -16,6 +16,8 @@ EXAMPLES = {
     "cometapi_edit_local_image",
     "cometapi_xcom_usage_report",
     "cometapi_edit_storage_prefix",
+    "cometapi_batch_deferrable",
+    "cometapi_edited_images_report",
 }
 
 
@@ -97,3 +99,37 @@ def test_prefix_example_maps_over_an_s3_prefix(run_dag, s3, cometapi_emulator, i
     assert keys == [f"edited/boat{i}-{i}-0.png" for i in range(images)]
     body = s3.get_object(Bucket="cometapi-prefix", Key=keys[0])["Body"].read()
     assert decode(body).size == (512, 384)
+
+
+def test_deferrable_batch_example_announces_its_outputs_on_the_asset(
+    run_dag, tmp_path, cometapi_emulator
+):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("a.png", "b.png"):
+        (inbox / name).write_bytes(PAPER_BOAT.read_bytes())
+
+    outcome = example(
+        run_dag,
+        "cometapi_batch_deferrable",
+        {"source_prefix": f"file://{inbox}/", "output_prefix": f"file://{tmp_path}/edited/"},
+    )
+
+    assert outcome.state == "success"
+    outputs = [f"file://{tmp_path}/edited/a-0-0.png", f"file://{tmp_path}/edited/b-1-0.png"]
+    assert outcome.xcom("edit_folder") == outputs
+    assert outcome.xcom("edit_folder", "usage")["requests"] == 2
+    with create_session() as session:
+        events = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(
+                AssetModel.name == "cometapi_edited_images",
+                AssetEvent.source_run_id == outcome.run_id,
+            )
+            .all()
+        )
+        assert [event.extra["outputs"] for event in events] == [outputs]
