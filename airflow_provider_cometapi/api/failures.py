@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from urllib.parse import urlsplit
 
 from airflow_provider_cometapi.exceptions import (
     CometAPIBadResponseError,
@@ -27,18 +28,32 @@ class Failure(enum.Enum):
         return self in (Failure.CONNECT, Failure.CONNECT_TIMEOUT)
 
 
-def failure_error(failure: Failure, reason: str) -> CometAPIError:
-    """The typed error a caller sees once a failure is not retried."""
+def failure_error(failure: Failure, reason: str, url: str | None = None) -> CometAPIError:
+    """The typed error a caller sees once a failure is not retried.
+
+    :param url: what was being fetched; only its origin is named (never a query or userinfo).
+    """
+    where = f" at {origin(url)}" if url else ""
     if failure in (Failure.READ_TIMEOUT, Failure.CONNECT_TIMEOUT):
         return CometAPITimeoutError(
-            f"CometAPI did not answer in time ({reason}). Raise the connection's 'timeout' "
-            "extra; set 'retry_on_read_timeout' to retry (a retried edit may be billed twice)."
+            f"CometAPI{where} did not answer in time ({reason}). Raise the connection's "
+            "'timeout' extra; set 'retry_on_read_timeout' to retry (a retried edit may be billed "
+            "twice)."
         )
     if failure is Failure.CUT_OFF:
-        return CometAPIBadResponseError(f"CometAPI's answer was cut off ({reason}). Retry later.")
+        return CometAPIBadResponseError(
+            f"CometAPI's answer{where} was cut off ({reason}). Retry later."
+        )
     return CometAPIConnectionError(
-        f"Could not reach CometAPI ({reason}): check the connection's base URL and the network."
+        f"Could not reach CometAPI{where} ({reason}): check the connection's base URL and the "
+        "network."
     )
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a URL: enough to find the server, nothing that may be secret."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def give_up_note(wait_too_long: bool, reason: str, retries: int) -> str:

@@ -160,7 +160,7 @@ class AsyncCometApiClient:
                 failure = _classify(exc)
                 decision = policy.for_failure(retries, failure)
                 if not decision.retry:
-                    raise failure_error(failure, decision.reason) from exc
+                    raise failure_error(failure, decision.reason, url) from exc
             else:
                 if accepted(response.status_code, authenticated=authenticated):
                     return response, retries

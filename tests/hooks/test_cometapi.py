@@ -393,9 +393,21 @@ def test_unreachable_server_is_retried_then_a_connection_error(monkeypatch, wait
         port = sock.getsockname()[1]
     conn = {"conn_type": "cometapi", "host": f"http://127.0.0.1:{port}", "password": "key-12345"}
     monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", json.dumps(conn))
-    with pytest.raises(CometAPIConnectionError, match="base URL"):
+    with pytest.raises(CometAPIConnectionError, match="base URL") as raised:
         CometApiHook().edit_image(image_bytes(), "x")
     assert len(waits) == 2
+    assert f"Could not reach CometAPI at http://127.0.0.1:{port} (" in str(raised.value)
+
+
+def test_errors_name_only_the_origin_of_a_url():
+    from airflow_provider_cometapi.api.failures import Failure, failure_error
+
+    error = failure_error(
+        Failure.CONNECT, "refused", "https://user:pw@bucket.example:8443/img.png?X-Sig=abc"
+    )
+    assert "at https://bucket.example:8443 (" in str(error)
+    assert "X-Sig" not in str(error)
+    assert "pw" not in str(error)
 
 
 # --- bad responses -----------------------------------------------------------------------------
