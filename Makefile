@@ -5,10 +5,11 @@ ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
 VENV := .venv
+DIST ?= dist
 export AIRFLOW_HOME := $(CURDIR)/.airflow
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv test lint format bench demo clean
+.PHONY: venv test test-e2e lint format bench demo dist clean
 
 $(VENV)/.synced: uv.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -27,7 +28,16 @@ format: venv
 	$(UV) run --frozen --no-sync ruff check --fix .
 
 test: lint
-	$(UV) run --frozen --no-sync pytest
+	$(UV) run --frozen --no-sync pytest -m "not e2e"
+
+# Real Airflow processes (scheduler, dag-processor, triggerer, API server) and the built wheel.
+test-e2e: venv
+	$(UV) run --frozen --no-sync pytest -m e2e
+
+dist: venv
+	rm -rf $(DIST)
+	$(UV) build --quiet --out-dir $(DIST)
+	$(UV) run --frozen --no-sync twine check --strict $(DIST)/*
 
 bench: venv
 	$(UV) run --frozen --no-sync python -m benchmarks
