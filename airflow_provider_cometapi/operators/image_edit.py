@@ -122,7 +122,7 @@ class _CometImageEditBase(BaseOperator):
             extra_fields=dict(self.extra_fields) if self.extra_fields else None,
         )
 
-    def _check_output_path(self, *, several_names: bool) -> str:
+    def _check_output_path(self, params: EditParams, *, several_names: bool) -> str:
         from airflow_provider_cometapi.storage.outputs import check_output_path
 
         if not self.output_path:
@@ -130,7 +130,7 @@ class _CometImageEditBase(BaseOperator):
                 f"{type(self).__name__} needs output_path here: outputs are written to storage.",
                 param="output_path",
             )
-        check_output_path(self.output_path, n=self.n or 1, mapped=several_names)
+        check_output_path(self.output_path, n=params.n or 1, mapped=several_names)
         return self.output_path
 
     def _plan(self, sources: list[Any], *, label: str, slot: int, output_path: str) -> ItemPlan:
@@ -299,7 +299,7 @@ class CometImageEditOperator(_CometImageEditBase):
         if not self.output_path and not self.deferrable:
             return self._execute_in_memory(context, params)
         map_index = _map_index(context)
-        output_path = self._check_output_path(several_names=map_index >= 0)
+        output_path = self._check_output_path(params, several_names=map_index >= 0)
         plan = self._plan(
             as_source_list(self.image, "image"),
             label=_label(self.image),
@@ -322,7 +322,14 @@ class CometImageEditOperator(_CometImageEditBase):
 
     def _finish(self, context: Context, result: dict[str, Any], params: EditParams) -> list[str]:
         outputs: list[str] = result["outputs"]
-        self._push_usage(context, result["usage"], params, len(outputs), result["request_id"])
+        self._push_usage(
+            context,
+            result["usage"],
+            params,
+            len(outputs),
+            result["request_id"],
+            reused=result["reused"],
+        )
         self._announce(context, outputs)
         return outputs
 
@@ -338,9 +345,18 @@ class CometImageEditOperator(_CometImageEditBase):
         params: EditParams,
         images: int,
         request_id: str | None,
+        *,
+        reused: bool = False,
     ) -> None:
-        """Push ``usage``: the server's keys plus model, images and request id; log a summary."""
-        usage = {**server_usage, "model": params.model, "images": images, "request_id": request_id}
+        """Push ``usage``: the server's keys plus model, images, request id and whether the
+        outputs were reused from an earlier run (nothing paid now); log a summary."""
+        usage = {
+            **server_usage,
+            "model": params.model,
+            "images": images,
+            "request_id": request_id,
+            "reused": reused,
+        }
         context["ti"].xcom_push(key="usage", value=usage)
         _log_usage(self, usage)
 
@@ -411,7 +427,7 @@ class CometImageEditBatchOperator(_CometImageEditBase):
                 param="max_concurrency",
             )
         params = self._edit_params()
-        plans = self._plans()
+        plans = self._plans(params)
         if self.deferrable:
             self._defer_items(
                 context,
@@ -433,13 +449,13 @@ class CometImageEditBatchOperator(_CometImageEditBase):
 
         return as_source_list(self.sources, "sources")
 
-    def _plans(self) -> list[ItemPlan]:
+    def _plans(self, params: EditParams) -> list[ItemPlan]:
         from airflow_provider_cometapi.storage.sources import as_source_list, expand_prefix
 
         listed = as_source_list(self.sources, "sources")
         if len(listed) == 1 and isinstance(listed[0], str):
             listed = expand_prefix(listed[0].strip(), self.source_conn_id)
-        output_path = self._check_output_path(several_names=len(listed) > 1)
+        output_path = self._check_output_path(params, several_names=len(listed) > 1)
         return [
             self._plan([source], label=_label(source), slot=slot, output_path=output_path)
             for slot, source in enumerate(listed)

@@ -55,8 +55,31 @@ def test_usage_xcom_has_every_server_key_plus_model_images_and_request_id(
         "model": "qwen-image-edit",
         "images": 1,
         "request_id": billed["request_id"],
+        "reused": False,
     }
     json.dumps(usage)
+
+
+def test_one_info_line_summarises_each_edit(run_dag, tmp_path, cometapi_emulator, capfd):
+    run_dag(edit_task(repr(str(PAPER_BOAT)), f"{tmp_path}/", n=2))
+
+    usage = cometapi_emulator.billed[0]["usage"]
+    line = (
+        f"Edited 2 image(s) with gpt-image-2: {usage['input_tokens']} input + "
+        f"{usage['output_tokens']} output = {usage['total_tokens']} total tokens "
+        f"(request {cometapi_emulator.billed[0]['request_id']})"
+    )
+    assert line in "".join(capfd.readouterr())
+
+
+def test_n_given_as_text_is_read_as_a_number(run_dag, tmp_path, cometapi_emulator):
+    outcome = run_dag(
+        edit_task(repr(str(PAPER_BOAT)), f"{tmp_path}/{{stem}}_{{index}}.{{ext}}", n="2")
+    )
+
+    assert outcome.state == "success"
+    assert files_in(tmp_path) == ["paper-boat_0.png", "paper-boat_1.png"]
+    assert cometapi_emulator.requests[0]["fields"]["n"] == "2"
 
 
 SOURCE_FORMS = {

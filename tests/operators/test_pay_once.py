@@ -38,7 +38,7 @@ def test_a_second_run_reuses_complete_outputs_without_paying(
     assert len(cometapi_emulator.billed) == 1
     assert len(cometapi_emulator.requests) == 1
     assert second.xcom("edit") == first.xcom("edit")
-    assert second.xcom("edit", "usage") == first.xcom("edit", "usage")
+    assert second.xcom("edit", "usage") == {**first.xcom("edit", "usage"), "reused": True}
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.png")} == written
     assert "Not editing" in "".join(capfd.readouterr())
 
