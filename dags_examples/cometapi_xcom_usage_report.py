@@ -1,4 +1,4 @@
-"""Images handed over through XCom, edited together, and a token report from the usage XCom."""
+"""Two images handed over through XCom, edited together, and a token report from the usage XCom."""
 
 from __future__ import annotations
 
@@ -24,10 +24,18 @@ with DAG(
 
     @task
     def collect_images() -> list[str]:
-        """Hand two images downstream as base64 text (XCom cannot carry bytes)."""
-        from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
+        """Hand two images downstream as base64 text (XCom cannot carry bytes): the sample
+        photo and a mirrored copy, standing in for what an upstream step produced."""
+        import io
 
-        return [base64.b64encode(p.read_bytes()).decode() for p in (PAPER_BOAT, PAPER_BOAT_MASK)]
+        from PIL import Image, ImageOps
+
+        from airflow_provider_cometapi.samples import PAPER_BOAT
+
+        photo = PAPER_BOAT.read_bytes()
+        mirrored = io.BytesIO()
+        ImageOps.mirror(Image.open(io.BytesIO(photo))).save(mirrored, format="PNG")
+        return [base64.b64encode(image).decode() for image in (photo, mirrored.getvalue())]
 
     edit = CometImageEditOperator(
         task_id="edit",

@@ -55,6 +55,10 @@ def test_xcom_example_writes_a_token_report(run_dag, tmp_path, cometapi_emulator
     assert report["total_tokens"] == billed["usage"]["total_tokens"]
     assert report["request_id"] == billed["request_id"]
     assert report["outputs"] == [f"file://{tmp_path}/xcom-edit/image-0.png"]
+    (request,) = cometapi_emulator.requests
+    assert [(f["field"], f["content_type"]) for f in request["files"]] == [
+        ("image[]", "image/png")
+    ] * 2
     assert outcome.xcom("token_report") == report
 
 
