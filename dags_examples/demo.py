@@ -1,7 +1,8 @@
 """``make demo``: run the showcase DAG end to end and leave the edits and a contact sheet.
 
 Uses the local CometAPI emulator, or the real service when ``COMETAPI_API_KEY`` is set
-(``COMETAPI_BASE_URL`` optional). Airflow's home and SQLite DB stay in ``./.airflow``.
+(``COMETAPI_BASE_URL`` optional). Airflow's home and SQLite DB stay in ``./.airflow``; the
+outputs go to ``./demo-output`` (or ``COMETAPI_DEMO_OUTPUT``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "demo-output"
+OUTPUT = Path(os.environ.get("COMETAPI_DEMO_OUTPUT", ROOT / "demo-output")).resolve()
 SHOWCASE_DAG = "cometapi_edit_local_image"
 os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow"))
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "false"
@@ -85,11 +86,16 @@ def contact_sheet(before: Path, mask: Path, after: list[Path], target: Path) -> 
     return target
 
 
+def shown(path: Path) -> Path:
+    """``path`` relative to the repository when it is inside it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def main() -> int:
     """Run the demo; print where the outputs are and the token usage."""
     from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
 
-    OUTPUT.mkdir(exist_ok=True)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
     with cometapi_service() as where:
         print(f"Running DAG {SHOWCASE_DAG!r} against {where} ...", flush=True)
         state, outputs, usage = run_showcase()
@@ -100,13 +106,19 @@ def main() -> int:
     sheet = contact_sheet(PAPER_BOAT, PAPER_BOAT_MASK, edited, OUTPUT / "contact-sheet.png")
     print("\nEdited images:")
     for path in edited:
-        print(f"  {path.relative_to(ROOT)}")
-    print(f"Contact sheet:\n  {sheet.relative_to(ROOT)}")
+        print(f"  {shown(path)}")
+    print(f"Contact sheet:\n  {shown(sheet)}")
     print(
         f"Token usage ({usage.get('model')}, request {usage.get('request_id')}): "
         f"{usage.get('input_tokens')} input + {usage.get('output_tokens')} output = "
         f"{usage.get('total_tokens')} total"
     )
+    if usage.get("reused"):
+        print(
+            "These outputs were already complete from an earlier run, so this run reused them "
+            f"and paid for nothing (the tokens above are that run's). Delete {shown(OUTPUT)}/ "
+            "to edit anew."
+        )
     return 0
 
 

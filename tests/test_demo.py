@@ -12,9 +12,7 @@ from tests.imaging import decode
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_demo_runs_the_showcase_end_to_end(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "COMETAPI"))}
-    env["AIRFLOW_HOME"] = str(tmp_path / "home")
+def run_demo(env: dict[str, str]) -> str:
     finished = subprocess.run(
         [sys.executable, "-m", "dags_examples.demo"],
         cwd=ROOT,
@@ -23,9 +21,23 @@ def test_demo_runs_the_showcase_end_to_end(tmp_path):
         text=True,
         timeout=300,
     )
-
     assert finished.returncode == 0, finished.stderr[-2000:]
-    assert "demo-output/local-edit/paper-boat-0.png" in finished.stdout
-    assert "total" in finished.stdout
-    sheet = decode((ROOT / "demo-output" / "contact-sheet.png").read_bytes())
+    return finished.stdout
+
+
+def test_demo_runs_the_showcase_end_to_end_and_a_rerun_pays_nothing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "COMETAPI"))}
+    env["AIRFLOW_HOME"] = str(tmp_path / "home")
+    env["COMETAPI_DEMO_OUTPUT"] = str(tmp_path / "demo-output")
+
+    first = run_demo(env)
+    assert f"{tmp_path}/demo-output/local-edit/paper-boat-0.png" in first
+    assert "total" in first
+    assert "reused" not in first
+    sheet = decode((tmp_path / "demo-output" / "contact-sheet.png").read_bytes())
     assert sheet.width > 4 * 320
+
+    second = run_demo(env)
+    assert "this run reused them and paid for nothing" in second
+    request_id = first.split("request ")[1].split(")")[0]
+    assert f"request {request_id})" in second
