@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow_provider_cometapi.exceptions import CometAPIAuthError, CometAPIValidationError
 
@@ -39,8 +41,11 @@ class CometApiSettings:
         return self.base_url + path
 
 
-def normalize_base_url(host: str | None) -> str:
-    """``api.cometapi.com/v1/`` -> ``https://api.cometapi.com``; blank -> the default."""
+def normalize_base_url(host: str | None, port: int | None = None) -> str:
+    """``api.cometapi.com/v1/`` -> ``https://api.cometapi.com``; blank -> the default.
+
+    :param port: the connection's port, added unless ``host`` names one already.
+    """
     host = (host or "").strip()
     if not host:
         return DEFAULT_BASE_URL
@@ -55,6 +60,16 @@ def normalize_base_url(host: str | None) -> str:
     host = host.rstrip("/")
     if host.endswith("/v1"):
         host = host[: -len("/v1")]
+    parts = urlsplit(host)
+    try:
+        has_port = parts.port is not None
+    except ValueError:
+        raise CometAPIValidationError(
+            f"Connection host {host!r} has an invalid port; use a number from 1 to 65535.",
+            param="host",
+        ) from None
+    if port and not has_port:
+        host = parts._replace(netloc=f"{parts.netloc}:{port}").geturl()
     return host
 
 
@@ -85,7 +100,7 @@ def settings_from_connection(conn: Connection) -> CometApiSettings:
     extra = _extra_dict(conn)
     return CometApiSettings(
         api_key=api_key,
-        base_url=normalize_base_url(conn.host),
+        base_url=normalize_base_url(conn.host, conn.port),
         read_timeout=_positive_float(extra, "timeout", DEFAULT_READ_TIMEOUT),
         connect_timeout=_positive_float(extra, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
         max_retries=_non_negative_int(extra, "max_retries", DEFAULT_MAX_RETRIES),
@@ -122,16 +137,17 @@ def _positive_float(extra: dict[str, Any], name: str, default: float) -> float:
 
 
 def _non_negative_int(extra: dict[str, Any], name: str, default: int) -> int:
+    """A whole number, 0 or more; ``2``, ``2.0`` and ``"2.0"`` all read as 2."""
     value = extra.get(name)
     if value in (None, ""):
         return default
     try:
-        number = int(str(value))
+        number = float(str(value))
     except ValueError:
-        raise _bad_extra(name, value, "a whole number, 0 or more") from None
-    if number < 0:
+        number = math.nan
+    if isinstance(value, bool) or not (number.is_integer() and number >= 0):
         raise _bad_extra(name, value, "a whole number, 0 or more")
-    return number
+    return int(number)
 
 
 def _boolean(extra: dict[str, Any], name: str, default: bool) -> bool:

@@ -24,14 +24,6 @@ FAULT = "x-emulator-fault"
 
 
 @pytest.fixture
-def waits(monkeypatch):
-    """Record retry waits instead of sleeping."""
-    recorded: list[float] = []
-    monkeypatch.setattr(CometApiHook, "_sleep", staticmethod(recorded.append))
-    return recorded
-
-
-@pytest.fixture
 def hook(cometapi_conn):
     with CometApiHook() as hook:
         yield hook
@@ -177,6 +169,15 @@ def test_other_formats_are_converted_to_png(hook, cometapi_emulator, fmt):
     assert (part["filename"], part["content_type"]) == ("scan.png", "image/png")
 
 
+@pytest.mark.parametrize(("mode", "color"), [("CMYK", (0, 50, 100, 0)), ("F", 123.5), ("I", 40000)])
+def test_tiffs_in_modes_png_cannot_store_are_sent_as_png(hook, cometapi_emulator, mode, color):
+    hook.edit_image(("scan.tif", image_bytes(fmt="TIFF", mode=mode, color=color)), "Clean it up")
+
+    part = cometapi_emulator.requests[0]["files"][0]
+    assert (part["filename"], part["content_type"]) == ("scan.png", "image/png")
+    assert len(cometapi_emulator.billed) == 1
+
+
 def test_url_outputs_are_downloaded_to_bytes(hook, cometapi_emulator):
     result = hook.edit_image(image_bytes(), "Add a flag", response_format="url", n=2)
 
@@ -235,6 +236,47 @@ def test_base_url_forms(monkeypatch, host, expected):
     assert CometApiHook().settings.base_url == expected
 
 
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("gateway.example/proxy/v1", 8443, "https://gateway.example:8443/proxy"),
+        ("http://[::1]", 8080, "http://[::1]:8080"),
+        ("http://127.0.0.1:8080", 9090, "http://127.0.0.1:8080"),
+    ],
+)
+def test_the_port_field_joins_the_base_url_unless_the_host_has_one(
+    monkeypatch, host, port, expected
+):
+    conn = {"conn_type": "cometapi", "host": host, "port": port, "password": "key-12345"}
+    monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", json.dumps(conn))
+    assert CometApiHook().settings.base_url == expected
+
+
+def test_uri_connection_keeps_its_port(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", "cometapi://:key-12345@localhost:8080")
+    assert CometApiHook().settings.base_url == "https://localhost:8080"
+
+
+def test_uri_connection_with_a_protocol_reaches_the_emulator(cometapi_emulator, monkeypatch):
+    port = cometapi_emulator.url.rpartition(":")[2]
+    uri = f"cometapi://http://:key-12345@127.0.0.1:{port}"
+    monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", uri)
+
+    with CometApiHook() as hook:
+        ok, message = hook.test_connection()
+
+    assert ok, message
+    assert [r["path"] for r in cometapi_emulator.requests] == ["/v1/models"]
+
+
+def test_a_bad_port_in_the_host_names_the_host(monkeypatch):
+    conn = {"conn_type": "cometapi", "host": "http://127.0.0.1:http", "password": "key-12345"}
+    monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", json.dumps(conn))
+    with pytest.raises(CometAPIValidationError, match="invalid port") as info:
+        CometApiHook().settings  # noqa: B018
+    assert info.value.param == "host"
+
+
 def test_connection_extras_are_read(monkeypatch):
     extra = {
         "timeout": "30",
@@ -272,9 +314,23 @@ def test_blank_key_is_a_clear_error(monkeypatch):
         CometApiHook().edit_image(image_bytes(), "x")
 
 
+@pytest.mark.parametrize("value", [2, 2.0, "2.0", " 2 "])
+def test_whole_numbers_may_be_written_with_a_decimal_point(monkeypatch, value):
+    conn = {"conn_type": "cometapi", "password": "key-12345", "extra": {"max_retries": value}}
+    monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", json.dumps(conn))
+    max_retries = CometApiHook().settings.max_retries
+    assert (max_retries, type(max_retries)) == (2, int)
+
+
 @pytest.mark.parametrize(
     ("extra", "field"),
-    [({"timeout": "soon"}, "timeout"), ({"max_retries": -1}, "max_retries")],
+    [
+        ({"timeout": "soon"}, "timeout"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": 2.5}, "max_retries"),
+        ({"max_retries": "2.5"}, "max_retries"),
+        ({"max_retries": True}, "max_retries"),
+    ],
 )
 def test_bad_extra_names_the_field(monkeypatch, extra, field):
     conn = {"conn_type": "cometapi", "password": "key-12345", "extra": extra}
@@ -318,6 +374,26 @@ def test_5xx_backs_off_exponentially_then_succeeds(hook, cometapi_emulator, wait
     assert 0.375 <= waits[0] <= 0.5
     assert 0.75 <= waits[1] <= 1.0
     assert [r["status"] for r in cometapi_emulator.requests] == [503, 503, 200]
+
+
+@pytest.mark.parametrize("status", [408, 409])
+def test_408_and_409_are_retried_then_succeed(hook, cometapi_emulator, waits, status):
+    result = edit_with_fault(hook, f"status={status};times=1")
+
+    assert len(result.images) == 1
+    assert [r["status"] for r in cometapi_emulator.requests] == [status, 200]
+    assert len(waits) == 1
+    assert 0.375 <= waits[0] <= 0.5
+    assert len(cometapi_emulator.billed) == 1
+
+
+def test_408_after_the_last_retry_is_a_timeout_error(hook, cometapi_emulator, waits):
+    with pytest.raises(CometAPITimeoutError) as info:
+        edit_with_fault(hook, "status=408")
+    assert info.value.status == 408
+    assert "Gave up after 2 retries" in str(info.value)
+    assert [r["status"] for r in cometapi_emulator.requests] == [408, 408, 408]
+    assert cometapi_emulator.billed == []
 
 
 def test_retries_exhausted_raise_the_last_error(hook, cometapi_emulator, waits):
