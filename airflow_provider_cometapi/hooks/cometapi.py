@@ -96,7 +96,6 @@ class CometApiHook(BaseHook):
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
-        session.verify = self.settings.verify
         session.headers["User-Agent"] = USER_AGENT
         return session
 
@@ -247,7 +246,9 @@ class CometApiHook(BaseHook):
         next_slot = len(decoder.opened_slots)
         for index, item in enumerate(streamed.outputs):
             if isinstance(item, ImageUrl):
-                images.append(self._download(item, index, next_slot, sink, request_id))
+                images.append(
+                    self._download(item, index, next_slot, sink, request_id, timeout=timeout)
+                )
                 next_slot += 1
             else:
                 images.append(
@@ -262,18 +263,27 @@ class CometApiHook(BaseHook):
         return EditOutcome(streamed.created, streamed.usage, request_id, images, retries)
 
     def _download(
-        self, item: ImageUrl, index: int, slot: int, sink: ImageSink, request_id: str | None
+        self,
+        item: ImageUrl,
+        index: int,
+        slot: int,
+        sink: ImageSink,
+        request_id: str | None,
+        *,
+        timeout: float | None = None,
     ) -> WrittenImage:
         """Stream an output the server returned as a URL into ``sink``, capped at 64 MiB.
 
         Every hop of a redirect is checked: http(s) only, public addresses only unless the
         connection allows private ones.
+
+        :param timeout: read timeout in seconds, as for the edit call.
         """
         label = f"data[{index}].url"
         url = item.url
         for _ in range(MAX_REDIRECTS + 1):
             check_download_url(url, allow_private=self.settings.allow_private_urls, label=label)
-            response, _ = self._send("GET", url, authenticated=False, stream=True)
+            response, _ = self._send("GET", url, authenticated=False, timeout=timeout, stream=True)
             target = redirect_target(url, response.status_code, response.headers)
             if target is None:
                 break
@@ -332,6 +342,8 @@ class CometApiHook(BaseHook):
                     url,
                     auth=auth,
                     timeout=(settings.connect_timeout, timeout or settings.read_timeout),
+                    # per request: a session's verify loses to REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
+                    verify=settings.verify,
                     allow_redirects=False,  # downloads follow redirects hop by hop, checked
                     **kwargs,
                 )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from airflow_provider_cometapi.api.urls import check_download_url, redirect_target
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
+from tests.httpserver import serve
 from tests.imaging import image_bytes
 
 REFUSED = [
@@ -85,13 +85,8 @@ class _Redirects(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def redirector():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirects)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serve(_Redirects) as url:
+        yield url
 
 
 def download(url):

@@ -1,0 +1,131 @@
+"""``response_format="url"`` downloads: the size cap, retries and the per-call timeout."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+from PIL import Image
+
+from airflow_provider_cometapi.exceptions import CometAPIBadResponseError, CometAPITimeoutError
+from airflow_provider_cometapi.hooks import cometapi
+from airflow_provider_cometapi.hooks.cometapi import CometApiHook
+from tests.httpserver import serve
+from tests.imaging import decode, image_bytes
+
+SLOW_SECONDS = 3.0
+
+
+@pytest.fixture
+def over_the_cap(tmp_path, monkeypatch):
+    """A 1 MiB download cap, and a noisy PNG whose edit (about 1.7 MiB) crosses it mid-stream."""
+    monkeypatch.setattr(cometapi, "MAX_DOWNLOAD_BYTES", 1 << 20)
+    path = tmp_path / "noise.png"
+    Image.frombytes("RGB", (768, 768), os.urandom(768 * 768 * 3)).save(path)
+    return path
+
+
+def test_download_over_the_cap_is_a_bad_response(cometapi_conn, cometapi_emulator, over_the_cap):
+    with CometApiHook() as hook, pytest.raises(CometAPIBadResponseError) as raised:
+        hook.edit_image(over_the_cap, "Add a ribbon", response_format="url")
+
+    assert "the download of data[0].url is larger than 1 MiB" in str(raised.value)
+    assert raised.value.request_id == cometapi_emulator.billed[0]["request_id"]
+
+
+def test_download_over_the_cap_leaves_no_partial_output(
+    run_dag, tmp_path, cometapi_emulator, capfd, over_the_cap
+):
+    output = f"{tmp_path}/out/"
+
+    outcome = run_dag(
+        f'CometImageEditOperator(task_id="edit", prompt="Add a ribbon", '
+        f'image={str(over_the_cap)!r}, output_path={output!r}, response_format="url")'
+    )
+
+    assert outcome.states() == {("edit", -1): "failed"}
+    logs = "".join(capfd.readouterr())
+    assert "CometAPIBadResponseError" in logs
+    assert "the download of data[0].url is larger than 1 MiB" in logs
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+    assert len(cometapi_emulator.billed) == 1
+
+
+class _ImageHost(BaseHTTPRequestHandler):
+    """A CometAPI stand-in: an edit answers with the URL of ``output`` on this server.
+
+    ``/flaky`` fails with 503 the first time; ``/slow`` answers after ``SLOW_SECONDS``.
+    """
+
+    output: str
+    gets: list[str]
+    image = image_bytes()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        host, port = self.server.server_address[:2]
+        url = f"http://{host}:{port}{self.output}"
+        self._answer(200, json.dumps({"created": 1, "data": [{"url": url}]}).encode())
+
+    def do_GET(self) -> None:
+        self.gets.append(self.path)
+        if self.path == "/flaky" and len(self.gets) == 1:
+            self._answer(503, b'{"error": {"message": "busy"}}')
+            return
+        if self.path == "/slow":
+            time.sleep(SLOW_SECONDS)
+        self._answer(200, self.image, "image/png")
+
+    def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        with contextlib.suppress(OSError):  # a client that timed out has gone
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def image_host(monkeypatch):
+    """Start a stand-in whose edits point at ``output``; ``cometapi_default`` points at it."""
+    with contextlib.ExitStack() as stack:
+
+        def start(output, **extra):
+            handler = type("ImageHost", (_ImageHost,), {"output": output, "gets": []})
+            url = stack.enter_context(serve(handler))
+            extra = {"allow_private_urls": True, **extra}
+            conn = {"conn_type": "cometapi", "host": url, "password": "key-12345", "extra": extra}
+            monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", json.dumps(conn))
+            return handler.gets
+
+        yield start
+
+
+def test_download_503_is_retried_then_succeeds(image_host, waits):
+    gets = image_host("/flaky")
+
+    with CometApiHook() as hook:
+        result = hook.edit_image(image_bytes(), "Add a flag", response_format="url")
+
+    assert gets == ["/flaky", "/flaky"]
+    assert len(waits) == 1
+    assert result.images[0].data == _ImageHost.image
+    assert decode(result.images[0].data).size == (64, 48)
+
+
+def test_per_call_timeout_applies_to_downloads(image_host, waits):
+    gets = image_host("/slow", max_retries=0)  # the connection's read timeout stays 600 s
+
+    started = time.monotonic()
+    with CometApiHook() as hook, pytest.raises(CometAPITimeoutError, match="did not answer"):
+        hook.edit_image(image_bytes(), "Add a flag", response_format="url", timeout=0.5)
+
+    assert time.monotonic() - started < SLOW_SECONDS
+    assert gets == ["/slow"]
