@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_IMAGES = 16
 SENT_MIME_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+PNG_MODES = frozenset({"1", "L", "LA", "I;16", "P", "RGB", "RGBA"})
+"""Pillow modes written to PNG as they are; others are converted first."""
 
 ImageInput = Union[bytes, bytearray, memoryview, tuple[str, bytes], str, "os.PathLike[str]"]
 """Raw bytes, a ``(filename, bytes)`` pair, or a local path."""
@@ -109,8 +111,7 @@ def check_mask(filename: str, data: bytes, first_image: ImagePart) -> ImagePart:
             param="mask",
         )
     image = _open_checked(data, label, "mask", fully=False)
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if not has_alpha:
+    if not _has_alpha(image):
         raise CometAPIValidationError(
             f"{label} has no alpha channel (mode {image.mode}): save it as RGBA, with "
             "alpha 0 where the image should change.",
@@ -203,10 +204,26 @@ def _open_checked(data: bytes, label: str, field_name: str, *, fully: bool) -> P
     return image
 
 
+def _has_alpha(image: PILImage.Image) -> bool:
+    """Whether the image has an alpha channel or a transparent colour."""
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def _png_mode(image: PILImage.Image) -> str:
+    """A mode PNG can store: the image's own, 16-bit grey for 32-bit integer, else RGB(A)."""
+    if image.mode in PNG_MODES:
+        return image.mode
+    if image.mode == "I":
+        return "I;16"
+    return "RGBA" if _has_alpha(image) else "RGB"
+
+
 def _to_png(image: PILImage.Image, label: str, field_name: str) -> bytes:
+    """Encode as PNG, converting modes PNG cannot store (CMYK, float, 32-bit integer…)."""
     buffer = io.BytesIO()
     try:
-        image.save(buffer, format="PNG")
+        mode = _png_mode(image)
+        (image if image.mode == mode else image.convert(mode)).save(buffer, format="PNG")
     except Exception as exc:
         raise CometAPIValidationError(
             f"{label} could not be converted to PNG ({type(exc).__name__}): "
