@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.emulator.helpers import PROMPT, png_part
-from tests.imaging import image_bytes, mask_bytes
+from tests.imaging import decode, image_bytes, mask_bytes
 
 
 def test_request_record_holds_fields_files_and_headers(post_edit, cometapi_emulator):
@@ -84,6 +84,21 @@ def test_connection_json_points_airflow_at_the_emulator(cometapi_emulator):
         "conn_type": "cometapi",
         "host": cometapi_emulator.url,
         "password": "k-1",
-        "extra": {"timeout": 30},
+        "extra": {"allow_private_urls": True, "timeout": 30},
     }
     assert json.loads(cometapi_emulator.connection_json())["password"] == "test-key"
+    refusing = json.loads(cometapi_emulator.connection_json(allow_private_urls=False))
+    assert refusing["extra"] == {"allow_private_urls": False}
+
+
+def test_connection_json_lets_url_outputs_download_from_the_emulator(
+    cometapi_emulator, monkeypatch
+):
+    from airflow_provider_cometapi.hooks.cometapi import CometApiHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", cometapi_emulator.connection_json())
+    with CometApiHook() as hook:
+        result = hook.edit_image(image_bytes(), "Add a flag", response_format="url")
+
+    assert result.images[0].url.startswith(f"{cometapi_emulator.url}/_emulator/files/")
+    assert decode(result.images[0].data).size == (64, 48)
