@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import uuid
 
 import pytest
 
@@ -107,3 +108,18 @@ def test_planted_key_appears_nowhere(
     printed = [stdout, stderr, json.dumps(cometapi_emulator.requests)]
     for text in seen + all_logs.lines + printed:
         assert PLANTED_KEY not in text
+
+
+def test_reading_the_settings_registers_the_key_with_the_secrets_masker(monkeypatch):
+    try:
+        from airflow.sdk._shared.secrets_masker import redact  # Airflow 3.2+
+    except ImportError:
+        from airflow.sdk.execution_time.secrets_masker import redact  # Airflow 3.1
+    key = f"sk-fresh-{uuid.uuid4().hex}"  # never seen before, so never masked before
+    conn = {"conn_type": "cometapi", "password": f" {key} "}  # the stripped key is masked too
+    monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", json.dumps(conn))
+    assert redact(f"Bearer {key}.") == f"Bearer {key}."
+
+    assert CometApiHook().settings.api_key == key
+
+    assert redact(f"Bearer {key}.") == "Bearer ***."
