@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import time
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 from PIL import Image
@@ -14,7 +13,7 @@ from PIL import Image
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError, CometAPITimeoutError
 from airflow_provider_cometapi.hooks import cometapi
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
-from tests.httpserver import serve
+from tests.httpserver import QuietHandler, serve
 from tests.imaging import decode, image_bytes
 
 SLOW_SECONDS = 3.0
@@ -55,7 +54,7 @@ def test_download_over_the_cap_leaves_no_partial_output(
     assert len(cometapi_emulator.billed) == 1
 
 
-class _ImageHost(BaseHTTPRequestHandler):
+class _ImageHost(QuietHandler):
     """A CometAPI stand-in: an edit answers with the URL of ``output`` on this server.
 
     ``/flaky`` fails with 503 the first time; ``/slow`` answers after ``SLOW_SECONDS``.
@@ -69,27 +68,16 @@ class _ImageHost(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers["Content-Length"]))
         host, port = self.server.server_address[:2]
         url = f"http://{host}:{port}{self.output}"
-        self._answer(200, json.dumps({"created": 1, "data": [{"url": url}]}).encode())
+        self.answer(200, json.dumps({"created": 1, "data": [{"url": url}]}).encode())
 
     def do_GET(self) -> None:
         self.gets.append(self.path)
         if self.path == "/flaky" and len(self.gets) == 1:
-            self._answer(503, b'{"error": {"message": "busy"}}')
+            self.answer(503, b'{"error": {"message": "busy"}}')
             return
         if self.path == "/slow":
             time.sleep(SLOW_SECONDS)
-        self._answer(200, self.image, "image/png")
-
-    def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        with contextlib.suppress(OSError):  # a client that timed out has gone
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        return
+        self.answer(200, self.image, "image/png")
 
 
 @pytest.fixture

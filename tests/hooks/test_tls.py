@@ -6,7 +6,6 @@ import datetime
 import ipaddress
 import json
 import ssl
-from http.server import BaseHTTPRequestHandler
 
 import certifi
 import pytest
@@ -14,7 +13,7 @@ import requests
 
 from airflow_provider_cometapi.exceptions import CometAPIConnectionError
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
-from tests.httpserver import serve
+from tests.httpserver import QuietHandler, serve
 from tests.imaging import image_bytes
 
 MODELS = json.dumps({"object": "list", "data": [{"id": "gpt-image-2", "object": "model"}]})
@@ -99,22 +98,14 @@ def certificates(tmp_path_factory):
     return tuple(str(path) for path in paths)
 
 
-class _Models(BaseHTTPRequestHandler):
+class _Models(QuietHandler):
     """Answers every GET with a model list, as the emulator's ``GET /v1/models`` does."""
 
     seen: list[str]
 
     def do_GET(self) -> None:
         self.seen.append(self.path)
-        body = MODELS.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        return
+        self.answer(200, MODELS.encode())
 
 
 @pytest.fixture

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler
-
 import pytest
 
 from airflow_provider_cometapi.api.urls import check_download_url, redirect_target
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
-from tests.httpserver import serve
+from tests.httpserver import QuietHandler, serve
 from tests.imaging import image_bytes
 
 REFUSED = [
@@ -53,7 +51,7 @@ def test_loopback_url_output_is_refused_without_the_extra(cometapi_conn, cometap
     assert [r["path"] for r in cometapi_emulator.requests] == ["/v1/images/edits"]
 
 
-class _Redirects(BaseHTTPRequestHandler):
+class _Redirects(QuietHandler):
     """Redirects /hop/N to /hop/N+1 forever, /to-file to a file:// URL, /image to the image."""
 
     image = image_bytes()
@@ -68,19 +66,10 @@ class _Redirects(BaseHTTPRequestHandler):
         elif self.path == "/once":
             self._redirect("/image")
         else:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(self.image)))
-            self.end_headers()
-            self.wfile.write(self.image)
+            self.answer(200, self.image, "image/png")
 
     def _redirect(self, location: str) -> None:
-        self.send_response(302)
-        self.send_header("Location", location)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        return
+        self.answer(302, headers={"Location": location})
 
 
 @pytest.fixture
