@@ -17,8 +17,12 @@ from airflow_provider_cometapi.exceptions import CometAPISourceError, CometAPIVa
 from airflow_provider_cometapi.storage.paths import URI, storage_path
 
 _DATA_URI = re.compile(r"^data:(image/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
-_BASE64 = re.compile(r"^[A-Za-z0-9+/\s]+={0,2}\s*$")
+_BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]+|[A-Za-z0-9_-]+)={0,2}$")  # standard or URL-safe
 _MIN_BASE64_CHARS = 32
+_URL_SAFE = str.maketrans("-_", "+/")
+_IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
+"""How image files start: base64 text that also reads as a path must decode to one of them."""
+EXCERPT_CHARS = 120
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -45,6 +49,14 @@ def read_sources(value: Any, field: str, conn_id: str | None) -> list[tuple[str,
     return [read_source(item, f"{field}[{i}]", conn_id) for i, item in enumerate(items)]
 
 
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text``, or its start and end around an ellipsis when longer than ``limit``."""
+    if len(text) <= limit:
+        return text
+    tail = limit // 3
+    return f"{text[: limit - tail - 1]}…{text[-tail:]}"
+
+
 def stored_location(value: Any) -> str | None:
     """The path or URI an input is stored at, or ``None`` for in-memory forms (bytes, base64…)."""
     value = _parse_rendered_literal(value)
@@ -58,7 +70,7 @@ def stored_location(value: Any) -> str | None:
                 return str(value[key])
     if isinstance(value, str):
         text = value.strip()
-        if URI.match(text) or not (_DATA_URI.match(text) or _looks_like_base64(text)):
+        if URI.match(text) or not (_DATA_URI.match(text) or _is_inline_base64(text)):
             return text
     return None
 
@@ -82,7 +94,8 @@ def expand_prefix(location: str, conn_id: str | None) -> list[str]:
         found = []
     if not found:
         raise CometAPISourceError(
-            f"sources: no images found under {location}; check the prefix and its connection.",
+            f"sources: no images found under {excerpt(location)}; check the prefix and its "
+            "connection.",
             param="sources",
         )
     return found
@@ -122,9 +135,9 @@ def _from_mapping(value: Mapping[str, Any], field: str, conn_id: str | None) -> 
     for key in ("path", "uri", "url"):
         if key in value:
             return read_source(str(value[key]), field, value.get("conn_id") or conn_id)
+    keys = excerpt(str(sorted(map(str, value))[:5]))
     raise CometAPIValidationError(
-        f"{field} is a dict without 'b64_json' or 'path': {sorted(map(str, value))[:5]}.",
-        param=field,
+        f"{field} is a dict without 'b64_json' or 'path': {keys}.", param=field
     )
 
 
@@ -141,14 +154,27 @@ def _from_text(text: str, field: str, conn_id: str | None) -> tuple[str, bytes]:
         )
     if URI.match(text):
         return _read_storage(storage_path(text, conn_id), field)
-    if _looks_like_base64(text) and not os.path.exists(text):
-        return "", _decode_base64(text, field)
+    if _is_inline_base64(text):
+        data = _decode_base64(text, field)
+        if "/" in text and not data.startswith(_IMAGE_SIGNATURES):
+            raise CometAPISourceError(
+                f"{field}: nothing found at {excerpt(text)}, and it is no base64 of an image "
+                "either; check the path and the source connection.",
+                param=field,
+            )
+        return "", data
     return _read_storage(storage_path(text, None), field)
 
 
-def _looks_like_base64(text: str) -> bool:
+def _is_inline_base64(text: str) -> bool:
+    """Whether text is base64 (standard or URL-safe, padded or not) rather than a local path."""
     compact = "".join(text.split())
-    return len(compact) >= _MIN_BASE64_CHARS and len(compact) % 4 == 0 and bool(_BASE64.match(text))
+    return (
+        len(compact) >= _MIN_BASE64_CHARS
+        and len(compact.rstrip("=")) % 4 != 1  # no base64 has that length
+        and bool(_BASE64.match(compact))
+        and not os.path.exists(text)
+    )
 
 
 def _decode_base64(text: str, field: str) -> bytes:
@@ -157,8 +183,9 @@ def _decode_base64(text: str, field: str) -> bytes:
             f"{field} is base64 text of more than 50 MiB: store the image and pass its path.",
             param=field,
         )
+    compact = "".join(text.split()).translate(_URL_SAFE).rstrip("=")
     try:
-        return base64.b64decode("".join(text.split()), validate=True)
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise CometAPIValidationError(
             f"{field} is not valid base64 image data: check what the upstream task returned.",
@@ -167,14 +194,15 @@ def _decode_base64(text: str, field: str) -> bytes:
 
 
 def _read_storage(path: Any, field: str) -> tuple[str, bytes]:
+    where = excerpt(str(path))
     try:
         info = path.stat()
         if info.get("type") == "directory":
-            raise IsADirectoryError(str(path))
+            raise IsADirectoryError(where)
         size = info.get("size") or 0
         if size > MAX_IMAGE_BYTES:
             raise CometAPIValidationError(
-                f"{field}: {path} is {size / 1048576:.1f} MiB, over the 50 MiB limit: "
+                f"{field}: {where} is {size / 1048576:.1f} MiB, over the 50 MiB limit: "
                 "downscale or recompress it.",
                 param=field,
             )
@@ -183,17 +211,18 @@ def _read_storage(path: Any, field: str) -> tuple[str, bytes]:
         raise
     except FileNotFoundError:
         raise CometAPISourceError(
-            f"{field}: nothing found at {path}; check the path and the source connection.",
+            f"{field}: nothing found at {where}; check the path and the source connection.",
             param=field,
         ) from None
     except IsADirectoryError:
         raise CometAPISourceError(
-            f"{field}: {path} is a folder; name a file (or use the batch operator for a prefix).",
+            f"{field}: {where} is a folder; name a file (or use the batch operator for a prefix).",
             param=field,
         ) from None
     except Exception as exc:  # storage back ends raise their own types
         raise CometAPISourceError(
-            f"{field}: cannot read {path} ({type(exc).__name__}: {str(exc)[:160]}).", param=field
+            f"{field}: cannot read {where} ({type(exc).__name__}: {excerpt(str(exc))}).",
+            param=field,
         ) from None
 
 

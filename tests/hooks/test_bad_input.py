@@ -221,6 +221,23 @@ def test_bad_base64_source_is_a_validation_error_naming_the_field(value):
     assert info.value.param == "image"
 
 
+def test_missing_path_that_reads_as_base64_is_reported_as_missing():
+    import base64
+
+    missing = "/data/inbox/scan0001/boatWithoutExtensionABC"  # 44 characters
+    assert base64.b64decode(missing, validate=True)  # the text is valid base64 too
+    with pytest.raises(CometAPISourceError, match=r"^image: nothing found at .*check the path"):
+        read_source(missing, "image", None)
+
+
+def test_base64_of_a_jpeg_starting_with_a_slash_is_read_as_an_image():
+    import base64
+
+    encoded = base64.b64encode(image_bytes((64, 48), fmt="JPEG")).decode()
+    assert encoded.startswith("/9j/")
+    assert read_source(encoded, "image", None)[1][:3] == b"\xff\xd8\xff"
+
+
 def test_mask_with_palette_transparency_is_accepted(cometapi_conn, cometapi_emulator):
     from PIL import Image
 
