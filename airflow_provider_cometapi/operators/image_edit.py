@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
-    from airflow_provider_cometapi.editing import EditParams, ItemPlan
+    from airflow_provider_cometapi.editing import BatchProgress, EditParams, ItemPlan
 
 ON_ITEM_FAILURE = ("fail", "continue")
 
@@ -463,7 +463,7 @@ class CometImageEditBatchOperator(_CometImageEditBase):
 
     def _run_all(self, plans: list[ItemPlan], params: EditParams) -> list[dict[str, Any]]:
         """Edit the items on ``max_concurrency`` threads, each with its own HTTP session."""
-        from airflow_provider_cometapi.editing import item_result
+        from airflow_provider_cometapi.editing import BatchProgress, item_result, not_started
         from airflow_provider_cometapi.storage.paths import warm_up
 
         hooks: list[CometApiHook] = []
@@ -483,14 +483,14 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         import requests  # noqa: F401 - imported once here, not by every thread at once
 
         results: list[dict[str, Any] | None] = [None] * len(plans)
-        progress = _Progress(self, len(plans))
+        progress = BatchProgress(self.log, len(plans))
         try:
             self._pump_items(plans, edit, results, progress)
         finally:
             for hook in hooks:
                 hook.close()
         return [
-            result if result is not None else item_result(plan.label, error=_NOT_STARTED)
+            result if result is not None else not_started(plan.label)
             for plan, result in zip(plans, results, strict=True)
         ]
 
@@ -499,7 +499,7 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         plans: list[ItemPlan],
         edit: Callable[[ItemPlan], dict[str, Any]],
         results: list[dict[str, Any] | None],
-        progress: _Progress,
+        progress: BatchProgress,
     ) -> None:
         """Keep ``max_concurrency`` items in flight; with ``fail``, start none after a failure."""
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
@@ -541,29 +541,6 @@ class CometImageEditBatchOperator(_CometImageEditBase):
                 "the 'items' XCom for each item's error."
             )
         return outputs
-
-
-_NOT_STARTED = CometAPIBatchError("not started: an earlier item failed and on_item_failure='fail'")
-
-
-class _Progress:
-    """Counts finished items and logs ``37/200 edited, 2 retried, 0 failed``."""
-
-    def __init__(self, operator: BaseOperator, total: int) -> None:
-        self.operator, self.total = operator, total
-        self.edited = self.retried = self.failed = 0
-
-    def add(self, result: dict[str, Any]) -> None:
-        self.failed += bool(result["error"])
-        self.edited += not result["error"]
-        self.retried += bool(result["retries"])
-        self.operator.log.info(
-            "%d/%d edited, %d retried, %d failed",
-            self.edited,
-            self.total,
-            self.retried,
-            self.failed,
-        )
 
 
 def _json_plan(plan: ItemPlan, settled: bool) -> dict[str, Any]:

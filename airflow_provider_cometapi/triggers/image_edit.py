@@ -10,6 +10,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from airflow_provider_cometapi.editing import BatchProgress
+
 
 class CometImageEditTrigger(BaseTrigger):
     """
@@ -64,21 +66,19 @@ class CometImageEditTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Edit the items with at most ``max_concurrency`` in flight; yield one event."""
-        from airflow_provider_cometapi.editing import EditParams, ItemPlan
+        from airflow_provider_cometapi.editing import BatchProgress, EditParams, ItemPlan
         from airflow_provider_cometapi.hooks.cometapi_async import AsyncCometApiClient
 
         params = EditParams(**self.params)
         plans = [ItemPlan(**item) for item in self.items]
         gate = asyncio.Semaphore(self.max_concurrency)
+        progress = BatchProgress(self.log, len(plans))
         self._failed = False
-        self._done = 0
         client = await AsyncCometApiClient.connect(self.cometapi_conn_id)
         try:
             results = await asyncio.gather(
                 *(
-                    self._edit(client, gate, plan, params, len(plans))
-                    if known is None
-                    else _known(known)
+                    self._settle(client, gate, progress, plan, params, known)
                     for plan, known in zip(plans, self.settled, strict=True)
                 )
             )
@@ -86,55 +86,53 @@ class CometImageEditTrigger(BaseTrigger):
             await client.aclose()
         yield TriggerEvent({"items": results, "staged": self.staged})
 
-    async def _edit(
-        self, client: Any, gate: asyncio.Semaphore, plan: Any, params: Any, total: int
+    async def _settle(
+        self,
+        client: Any,
+        gate: asyncio.Semaphore,
+        progress: BatchProgress,
+        plan: Any,
+        params: Any,
+        known: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        """One item: read inputs, edit, commit; a failure becomes the item's error."""
-        from airflow_provider_cometapi.editing import item_result, manifest_record, reused_result
-        from airflow_provider_cometapi.exceptions import CometAPIBatchError
-        from airflow_provider_cometapi.storage import manifests
+        """One item in its turn: its known result or its edit, counted in the progress line."""
+        from airflow_provider_cometapi.editing import not_started
 
-        async with gate:
-            if self._failed and self.on_item_failure == "fail":
-                return item_result(
-                    plan.label,
-                    error=CometAPIBatchError("not started: an earlier item failed"),
-                )
-            sink = None
-            try:
-                request, sink, key, done = await asyncio.to_thread(_look_up, plan, params)
-                if done is not None:
-                    self.log.info("Not editing %s again: its outputs are complete", plan.label)
-                    return reused_result(plan.label, done)
-                outcome = await client.run_edit(request, sink, idempotency_key=key)
-                outputs = await asyncio.to_thread(sink.commit)
-                result = item_result(plan.label, outputs=outputs, outcome=outcome)
-                try:
-                    await asyncio.to_thread(manifests.save, sink, key, manifest_record(result))
-                except Exception as exc:  # the outputs stand; a retry would pay again
-                    self.log.warning("Could not write the manifest of %s: %s", plan.label, exc)
-            except Exception as exc:  # every failure becomes this item's error
-                if sink is not None:
-                    await asyncio.to_thread(sink.discard)
-                self._failed = True
-                result = item_result(plan.label, error=exc)
-            except BaseException:  # cancelled (triggerer stopping): leave nothing staged
-                if sink is not None:
-                    sink.discard()
-                raise
-            self._done += 1
-            self.log.info(
-                "%d/%d edited (%s: %s)",
-                self._done,
-                total,
-                plan.label,
-                "failed" if result["error"] else "ok",
-            )
+        async with gate:  # taken in order, as on the worker
+            if known is None and self._failed and self.on_item_failure == "fail":
+                return not_started(plan.label)
+            result = known if known is not None else await self._edit(client, plan, params)
+            self._failed = self._failed or bool(result["error"])
+            progress.add(result)
             return result
 
+    async def _edit(self, client: Any, plan: Any, params: Any) -> dict[str, Any]:
+        """Read inputs, edit, commit; a failure becomes the item's error."""
+        from airflow_provider_cometapi.editing import item_result, manifest_record, reused_result
+        from airflow_provider_cometapi.storage import manifests
 
-async def _known(result: dict[str, Any]) -> dict[str, Any]:
-    return result
+        sink = None
+        try:
+            request, sink, key, done = await asyncio.to_thread(_look_up, plan, params)
+            if done is not None:
+                self.log.info("Not editing %s again: its outputs are complete", plan.label)
+                return reused_result(plan.label, done)
+            outcome = await client.run_edit(request, sink, idempotency_key=key)
+            outputs = await asyncio.to_thread(sink.commit)
+            result = item_result(plan.label, outputs=outputs, outcome=outcome)
+            try:
+                await asyncio.to_thread(manifests.save, sink, key, manifest_record(result))
+            except Exception as exc:  # the outputs stand; a retry would pay again
+                self.log.warning("Could not write the manifest of %s: %s", plan.label, exc)
+            return result
+        except Exception as exc:  # every failure becomes this item's error
+            if sink is not None:
+                await asyncio.to_thread(sink.discard)
+            return item_result(plan.label, error=exc)
+        except BaseException:  # cancelled (triggerer stopping): leave nothing staged
+            if sink is not None:
+                sink.discard()
+            raise
 
 
 def _look_up(plan: Any, params: Any) -> tuple[Any, Any, str, dict[str, Any] | None]:
