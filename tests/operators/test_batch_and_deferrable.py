@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
@@ -12,6 +13,8 @@ from tests.imaging import decode
 from tests.s3 import visible_keys
 
 BOAT = PAPER_BOAT.read_bytes()
+BROKEN = b"\x89PNG\r\n\x1a\n broken"  # fails validation, so it is never sent
+PROGRESS = re.compile(r"\] (\d+/\d+ edited, \d+ retried, \d+ failed) \[[\w.]*\.(\w+)\]")
 
 
 def inbox(tmp_path, count):
@@ -33,7 +36,9 @@ def batch_task(sources: str, output: str, **extra: object) -> str:
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
-def test_batch_edits_a_prefix_in_source_order(run_dag, tmp_path, cometapi_emulator, deferrable):
+def test_batch_edits_a_prefix_in_source_order(
+    run_dag, tmp_path, cometapi_emulator, triggerer_posts, deferrable
+):
     folder = inbox(tmp_path, 6)
     outcome = run_dag(
         batch_task(repr(f"{folder}/"), f"{tmp_path}/out/", max_concurrency=3, deferrable=deferrable)
@@ -56,6 +61,7 @@ def test_batch_edits_a_prefix_in_source_order(run_dag, tmp_path, cometapi_emulat
         b["usage"]["input_tokens_details"]["image_tokens"] for b in billed
     )
     assert (usage["images"], usage["requests"]) == (6, 6)
+    assert len(triggerer_posts) == (6 if deferrable else 0)
 
 
 def test_batch_keeps_concurrency_within_the_bound(run_dag, tmp_path, cometapi_emulator):
@@ -69,10 +75,10 @@ def test_batch_keeps_concurrency_within_the_bound(run_dag, tmp_path, cometapi_em
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
 def test_batch_continue_writes_what_it_can_then_fails(
-    run_dag, tmp_path, cometapi_emulator, capfd, deferrable
+    run_dag, tmp_path, cometapi_emulator, capfd, triggerer_posts, deferrable
 ):
     folder = inbox(tmp_path, 3)
-    (folder / "boat01.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # fails validation
+    (folder / "boat01.png").write_bytes(BROKEN)
     outcome = run_dag(
         batch_task(
             repr(f"{folder}/"),
@@ -87,6 +93,7 @@ def test_batch_continue_writes_what_it_can_then_fails(
     items = outcome.xcom("batch", "items")
     assert [bool(item["error"]) for item in items] == [False, True, False]
     assert len(cometapi_emulator.requests) == 2  # the broken file was never sent
+    assert len(triggerer_posts) == (2 if deferrable else 0)
     assert items[1]["error"]["type"] == "CometAPIValidationError"
     assert files_in(tmp_path / "out") == [
         "boat00-0-0.png",
@@ -124,7 +131,9 @@ def test_batch_of_inline_base64_sources_with_a_mask(run_dag, tmp_path, cometapi_
     assert all(r["files"][-1]["field"] == "mask" for r in cometapi_emulator.requests)
 
 
-def test_deferrable_single_edit_pushes_the_same_xcoms(run_dag, tmp_path, cometapi_emulator):
+def test_deferrable_single_edit_pushes_the_same_xcoms(
+    run_dag, tmp_path, cometapi_emulator, triggerer_posts
+):
     encoded = base64.b64encode(BOAT).decode()
     outcome = run_dag(
         f"""
@@ -147,13 +156,17 @@ def test_deferrable_single_edit_pushes_the_same_xcoms(run_dag, tmp_path, cometap
         "model": "gpt-image-2",
         "images": 2,
         "request_id": billed["request_id"],
+        "reused": False,
     }
+    assert len(triggerer_posts) == 1
     assert decode((tmp_path / "out" / "image-1.png").read_bytes()).size == (512, 384)
     staging = tmp_path / "out" / ".cometapi-staging"
     assert [p for p in staging.rglob("*") if p.is_file()] == []
 
 
-def test_deferrable_edit_fails_with_the_typed_error(run_dag, tmp_path, cometapi_emulator, capfd):
+def test_deferrable_edit_fails_with_the_typed_error(
+    run_dag, tmp_path, cometapi_emulator, capfd, triggerer_posts
+):
     cometapi_emulator.set_fault("status=400")
     outcome = run_dag(
         f'CometImageEditOperator(task_id="edit", prompt="x", image={str(PAPER_BOAT)!r}, '
@@ -163,6 +176,7 @@ def test_deferrable_edit_fails_with_the_typed_error(run_dag, tmp_path, cometapi_
     assert outcome.states() == {("edit", -1): "failed"}
     assert "CometAPIBadRequestError" in "".join(capfd.readouterr())
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.png"))
+    assert len(triggerer_posts) == len(cometapi_emulator.requests) == 1
 
 
 def test_deferrable_needs_an_output_path(run_dag, cometapi_emulator, capfd):
@@ -176,7 +190,7 @@ def test_deferrable_needs_an_output_path(run_dag, cometapi_emulator, capfd):
     assert cometapi_emulator.requests == []
 
 
-def test_deferrable_s3_batch(run_dag, s3, cometapi_emulator):
+def test_deferrable_s3_batch(run_dag, s3, cometapi_emulator, triggerer_posts):
     s3.create_bucket(Bucket="cometapi-deferred")
     for i in range(3):
         s3.put_object(Bucket="cometapi-deferred", Key=f"in/b{i}.png", Body=BOAT)
@@ -192,9 +206,12 @@ def test_deferrable_s3_batch(run_dag, s3, cometapi_emulator):
     assert outcome.state == "success"
     keys = visible_keys(s3, "cometapi-deferred", "out/")
     assert keys == ["out/b0-0-0.png", "out/b1-1-0.png", "out/b2-2-0.png"]
+    assert len(triggerer_posts) == 3
 
 
-def test_deferrable_continue_skips_a_bad_inline_input(run_dag, tmp_path, cometapi_emulator):
+def test_deferrable_continue_skips_a_bad_inline_input(
+    run_dag, tmp_path, cometapi_emulator, triggerer_posts
+):
     encoded = base64.b64encode(BOAT).decode()
     outcome = run_dag(
         batch_task(
@@ -210,3 +227,57 @@ def test_deferrable_continue_skips_a_bad_inline_input(run_dag, tmp_path, cometap
     assert [bool(item["error"]) for item in items] == [False, True, False]
     assert items[1]["error"]["type"] == "CometAPIValidationError"
     assert len(cometapi_emulator.billed) == 2
+    assert len(triggerer_posts) == 2
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_batch_logs_the_same_progress_lines_on_worker_and_triggerer(
+    run_dag, tmp_path, cometapi_emulator, capfd, triggerer_posts, deferrable
+):
+    folder = inbox(tmp_path, 3)
+    (folder / "boat01.png").write_bytes(BROKEN)
+    cometapi_emulator.set_fault("status=429;retry_after=0;times=1")  # each edit's first attempt
+    outcome = run_dag(
+        batch_task(
+            repr(f"{folder}/"),
+            f"{tmp_path}/out/",
+            max_concurrency=1,
+            on_item_failure="continue",
+            deferrable=deferrable,
+        )
+    )
+
+    assert outcome.states() == {("batch", -1): "failed"}
+    assert [item["retries"] for item in outcome.xcom("batch", "items")] == [1, 0, 1]
+    logger = "CometImageEditTrigger" if deferrable else "CometImageEditBatchOperator"
+    assert PROGRESS.findall("".join(capfd.readouterr())) == [
+        ("1/3 edited, 1 retried, 0 failed", logger),
+        ("1/3 edited, 1 retried, 1 failed", logger),
+        ("2/3 edited, 2 retried, 1 failed", logger),
+    ]
+    assert len(cometapi_emulator.requests) == 4
+    assert len(triggerer_posts) == (4 if deferrable else 0)
+
+
+@pytest.mark.parametrize(
+    ("config", "deferrable", "defers"),
+    [("True", None, True), ("False", None, False), (None, None, False), ("True", False, False)],
+    ids=["config-true", "config-false", "unset", "explicit-false-wins"],
+)
+def test_default_deferrable_comes_from_the_cometapi_config(
+    run_dag, tmp_path, cometapi_emulator, monkeypatch, triggerer_posts, config, deferrable, defers
+):
+    if config is None:
+        monkeypatch.delenv("AIRFLOW__COMETAPI__DEFAULT_DEFERRABLE", raising=False)
+    else:
+        monkeypatch.setenv("AIRFLOW__COMETAPI__DEFAULT_DEFERRABLE", config)
+    option = "" if deferrable is None else f", deferrable={deferrable}"
+    outcome = run_dag(
+        f'CometImageEditOperator(task_id="edit", prompt="x", image={str(PAPER_BOAT)!r}, '
+        f'output_path="{tmp_path}/out/"{option})'
+    )
+
+    assert outcome.state == "success"
+    assert files_in(tmp_path / "out") == ["paper-boat-0.png"]
+    assert len(cometapi_emulator.billed) == 1
+    assert len(triggerer_posts) == (1 if defers else 0)

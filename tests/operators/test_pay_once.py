@@ -28,7 +28,7 @@ def batch(folder, tmp_path, **extra):
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
 def test_a_second_run_reuses_complete_outputs_without_paying(
-    run_dag, tmp_path, cometapi_emulator, capfd, deferrable
+    run_dag, tmp_path, cometapi_emulator, capfd, triggerer_posts, deferrable
 ):
     first = run_dag(single(tmp_path, deferrable=deferrable))
     written = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.png")}
@@ -41,6 +41,7 @@ def test_a_second_run_reuses_complete_outputs_without_paying(
     assert second.xcom("edit", "usage") == {**first.xcom("edit", "usage"), "reused": True}
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.png")} == written
     assert "Not editing" in "".join(capfd.readouterr())
+    assert len(triggerer_posts) == (1 if deferrable else 0)  # the first run's one edit
 
 
 def test_the_fingerprint_is_the_idempotency_key(run_dag, tmp_path, cometapi_emulator):
