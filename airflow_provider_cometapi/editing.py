@@ -9,14 +9,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.request import build_edit_request
+from airflow_provider_cometapi.api.text import excerpt
 from airflow_provider_cometapi.exceptions import CometAPIBatchError
 from airflow_provider_cometapi.storage.outputs import StagedOutputs
-from airflow_provider_cometapi.storage.sources import (
-    excerpt,
-    read_source,
-    read_sources,
-    source_stem,
-)
+from airflow_provider_cometapi.storage.sources import read_source, read_sources, source_stem
 
 if TYPE_CHECKING:
     from airflow_provider_cometapi.api.request import EditRequest

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
+from airflow_provider_cometapi.api.text import excerpt
 from airflow_provider_cometapi.exceptions import CometAPISourceError, CometAPIValidationError
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def check_mask(filename: str, data: bytes, first_image: ImagePart) -> ImagePart:
 
 
 def _label(field_name: str, filename: str) -> str:
-    return f"{field_name} {filename!r}" if filename else field_name
+    return f"{field_name} {excerpt(filename)!r}" if filename else field_name
 
 
 def _check_byte_size(size: int, field_name: str, label: str) -> None:

@@ -11,6 +11,7 @@ from airflow_provider_cometapi.api.images import sniff_mime_type
 from airflow_provider_cometapi.api.results import EditedImage
 from airflow_provider_cometapi.api.streaming import ImageUrl, StreamedEditDecoder
 from airflow_provider_cometapi.api.streaming import bad_response as _bad
+from airflow_provider_cometapi.api.text import excerpt
 from airflow_provider_cometapi.exceptions import CometAPIError, error_class_for_status
 
 if TYPE_CHECKING:
@@ -105,12 +106,6 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def excerpt(text: str) -> str:
-    """One line of at most 300 characters."""
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
-
-
 _HINTS = {
     "CometAPIAuthError": " Check the API key in the cometapi connection.",
     "CometAPIRateLimitError": " Lower the concurrency or raise max_retries.",
@@ -130,7 +125,7 @@ def _error_details(body: bytes, secrets: tuple[str, ...]) -> tuple[str, str | No
             body = body.replace(secret.encode(), b"***")
 
     def clean(value: Any) -> str:
-        return excerpt(scrub(str(value), secrets))
+        return excerpt(scrub(str(value), secrets), MAX_MESSAGE_CHARS)
 
     try:
         payload = json.loads(body)

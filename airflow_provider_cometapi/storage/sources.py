@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_cometapi.api.images import MAX_IMAGE_BYTES
+from airflow_provider_cometapi.api.text import excerpt
 from airflow_provider_cometapi.exceptions import CometAPISourceError, CometAPIValidationError
 from airflow_provider_cometapi.storage.paths import URI, storage_path
 
@@ -22,7 +23,6 @@ _MIN_BASE64_CHARS = 32
 _URL_SAFE = str.maketrans("-_", "+/")
 _IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
 """How image files start: base64 text that also reads as a path must decode to one of them."""
-EXCERPT_CHARS = 120
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -47,14 +47,6 @@ def read_sources(value: Any, field: str, conn_id: str | None) -> list[tuple[str,
     if len(items) == 1:
         return [read_source(items[0], field, conn_id)]
     return [read_source(item, f"{field}[{i}]", conn_id) for i, item in enumerate(items)]
-
-
-def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """``text``, or its start and end around an ellipsis when longer than ``limit``."""
-    if len(text) <= limit:
-        return text
-    tail = limit // 3
-    return f"{text[: limit - tail - 1]}…{text[-tail:]}"
 
 
 def stored_location(value: Any) -> str | None:

@@ -62,3 +62,17 @@ def test_a_long_unreadable_batch_source_is_echoed_only_as_an_excerpt(
     assert shown(LONG) in logs  # the excerpt is what the item failure logged
     assert LONG[:200] not in logs
     assert LONG[-200:] not in logs
+
+
+def test_a_long_file_name_is_echoed_only_as_an_excerpt(cometapi_conn, cometapi_emulator):
+    from airflow_provider_cometapi.exceptions import CometAPIValidationError
+    from airflow_provider_cometapi.hooks.cometapi import CometApiHook
+
+    name = "boat-" + "x" * 5000 + ".png"
+    with pytest.raises(CometAPIValidationError) as raised:
+        CometApiHook().edit_image((name, b"not an image at all"), "x")
+
+    assert name[-40:] in str(raised.value)
+    assert name[:200] not in str(raised.value)
+    assert len(str(raised.value)) < 400
+    assert cometapi_emulator.requests == []
