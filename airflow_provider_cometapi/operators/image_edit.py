@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import cached_property
@@ -19,6 +20,7 @@ from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from contextlib import AbstractContextManager
 
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
@@ -146,10 +148,18 @@ class _CometImageEditBase(BaseOperator):
             label=label,
         )
 
-    def _run_item(self, hook: CometApiHook, plan: ItemPlan, params: EditParams) -> dict[str, Any]:
+    def _run_item(
+        self,
+        hook: CometApiHook,
+        plan: ItemPlan,
+        params: EditParams,
+        in_flight: AbstractContextManager[object] | None = None,
+    ) -> dict[str, Any]:
         """Edit one item and commit its outputs, unless a manifest proves it already done.
 
         Any failure leaves nothing behind and raises.
+
+        :param in_flight: held while the request is on the wire (the batch's request gate).
         """
         from airflow_provider_cometapi.editing import (
             fingerprint,
@@ -171,7 +181,8 @@ class _CometImageEditBase(BaseOperator):
             )
             return reused_result(plan.label, done)
         try:
-            outcome = hook.run_edit(request, sink, idempotency_key=key)
+            with in_flight or contextlib.nullcontext():
+                outcome = hook.run_edit(request, sink, idempotency_key=key)
             outputs = sink.commit()
         except BaseException:
             sink.discard()
@@ -462,19 +473,26 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         ]
 
     def _run_all(self, plans: list[ItemPlan], params: EditParams) -> list[dict[str, Any]]:
-        """Edit the items on ``max_concurrency`` threads, each with its own HTTP session."""
+        """Edit the items with at most ``max_concurrency`` requests in flight.
+
+        Twice as many threads as requests, each with its own HTTP session: while requests are
+        on the wire, the next items are read and checked and finished ones are committed.
+        """
         from airflow_provider_cometapi.editing import BatchProgress, item_result, not_started
         from airflow_provider_cometapi.storage.paths import warm_up
 
         hooks: list[CometApiHook] = []
         local = threading.local()
+        gate = _RequestGate(self.max_concurrency, close_on_error=self.on_item_failure == "fail")
 
-        def edit(plan: ItemPlan) -> dict[str, Any]:
+        def edit(plan: ItemPlan) -> dict[str, Any] | None:
             if not hasattr(local, "hook"):
                 local.hook = self.hook.fork()
                 hooks.append(local.hook)
             try:
-                return self._run_item(local.hook, plan, params)
+                return self._run_item(local.hook, plan, params, gate)
+            except _NotStarted:
+                return None
             except Exception as exc:  # every failure becomes this item's error
                 self.log.warning("Edit of %s failed: %s", plan.label, exc)
                 return item_result(plan.label, error=exc)
@@ -485,7 +503,7 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         results: list[dict[str, Any] | None] = [None] * len(plans)
         progress = BatchProgress(self.log, len(plans))
         try:
-            self._pump_items(plans, edit, results, progress)
+            self._pump_items(plans, edit, results, progress, gate)
         finally:
             for hook in hooks:
                 hook.close()
@@ -497,17 +515,19 @@ class CometImageEditBatchOperator(_CometImageEditBase):
     def _pump_items(
         self,
         plans: list[ItemPlan],
-        edit: Callable[[ItemPlan], dict[str, Any]],
+        edit: Callable[[ItemPlan], dict[str, Any] | None],
         results: list[dict[str, Any] | None],
         progress: BatchProgress,
+        gate: _RequestGate,
     ) -> None:
-        """Keep ``max_concurrency`` items in flight; with ``fail``, start none after a failure."""
-        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+        """Keep twice ``max_concurrency`` items under way; with ``fail``, once an item fails,
+        submit no more and close the gate, so that no waiting item sends its request."""
+        workers = 2 * self.max_concurrency
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             waiting = iter(enumerate(plans))
-            running: dict[Future[dict[str, Any]], int] = {}
-            stop = False
+            running: dict[Future[dict[str, Any] | None], int] = {}
             while True:
-                while not stop and len(running) < self.max_concurrency:
+                while not gate.closed and len(running) < workers:
                     slot, plan = next(waiting, (-1, None))
                     if plan is None:
                         break
@@ -517,8 +537,11 @@ class CometImageEditBatchOperator(_CometImageEditBase):
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     result = results[running.pop(future)] = future.result()
+                    if result is None:  # not started: the gate closed while it waited
+                        continue
                     progress.add(result)
-                    stop = stop or (bool(result["error"]) and self.on_item_failure == "fail")
+                    if result["error"] and self.on_item_failure == "fail":
+                        gate.closed = True
 
     def _finish(
         self, context: Context, results: list[dict[str, Any]], params: EditParams
@@ -541,6 +564,34 @@ class CometImageEditBatchOperator(_CometImageEditBase):
                 "the 'items' XCom for each item's error."
             )
         return outputs
+
+
+class _NotStarted(Exception):
+    """An item that was waiting for the request gate when the batch stopped starting items."""
+
+
+class _RequestGate:
+    """At most ``limit`` requests in flight; once ``closed``, a waiting request never starts.
+
+    :param close_on_error: close as a failed request lets go of its slot, before anyone waiting
+        can take it (``on_item_failure="fail"``).
+    """
+
+    def __init__(self, limit: int, *, close_on_error: bool) -> None:
+        self._slots = threading.Semaphore(limit)
+        self._close_on_error = close_on_error
+        self.closed = False
+
+    def __enter__(self) -> None:
+        self._slots.acquire()
+        if self.closed:
+            self._slots.release()
+            raise _NotStarted
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is not None and self._close_on_error:
+            self.closed = True
+        self._slots.release()
 
 
 def _json_plan(plan: ItemPlan, settled: bool) -> dict[str, Any]:
