@@ -556,8 +556,10 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         _log_usage(self, usage)
         self._announce(context, outputs)
         failed = [result for result in results if result["error"]]
-        if failed:
-            first = failed[0]
+        if failed:  # name a real failure, not an item that was never started because of it
+            first = next(
+                (r for r in failed if r["error"]["type"] != "CometAPIBatchError"), failed[0]
+            )
             raise CometAPIBatchError(
                 f"{len(failed)} of {len(results)} items failed (first: {first['source']}: "
                 f"{first['error']['message']}); the outputs of the others were written. See "

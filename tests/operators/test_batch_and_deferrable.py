@@ -101,15 +101,20 @@ def test_batch_continue_writes_what_it_can_then_fails(
     ]
 
 
-def test_batch_fail_stops_starting_new_items(run_dag, tmp_path, cometapi_emulator):
+def test_batch_fail_stops_starting_new_items(run_dag, tmp_path, cometapi_emulator, capfd):
     folder = inbox(tmp_path, 5)
     cometapi_emulator.set_fault("status=400")
     outcome = run_dag(batch_task(repr(f"{folder}/"), f"{tmp_path}/out/", max_concurrency=1))
 
     assert outcome.states() == {("batch", -1): "failed"}
-    errors = sorted(item["error"]["type"] for item in outcome.xcom("batch", "items"))
+    items = outcome.xcom("batch", "items")
+    errors = sorted(item["error"]["type"] for item in items)
     assert errors == ["CometAPIBadRequestError"] + ["CometAPIBatchError"] * 4  # 4 not started
     assert len(cometapi_emulator.requests) == 1
+    (sent,) = [item for item in items if item["error"]["type"] == "CometAPIBadRequestError"]
+    assert (
+        f"5 of 5 items failed (first: {sent['source']}: CometAPI refused" in capfd.readouterr().out
+    )
 
 
 def test_batch_of_inline_base64_sources_with_a_mask(run_dag, tmp_path, cometapi_emulator):
