@@ -9,10 +9,14 @@ DIST ?= dist
 export AIRFLOW_HOME := $(CURDIR)/.airflow
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv test test-e2e lint format bench demo dist clean
+.PHONY: uv venv test test-e2e test-matrix lint format bench demo dist clean
 
-$(VENV)/.synced: uv.lock pyproject.toml
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+# uv, installed with pip when missing (as the user where the system Python is externally managed).
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
+		|| $(PYTHON) -m pip install --quiet --user --break-system-packages uv
+
+$(VENV)/.synced: uv.lock pyproject.toml | uv
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
@@ -39,6 +43,10 @@ dist: venv
 	$(UV) build --quiet --out-dir $(DIST)
 	$(UV) run --frozen --no-sync twine check --strict $(DIST)/*
 
+# Each (Python, Airflow) cell in its own .venv-matrix/ venv: see .ci/matrix. MATRIX=ci: CI's cell.
+test-matrix: uv
+	UV="$(UV)" .ci/matrix $(MATRIX)
+
 bench: venv
 	$(UV) run --frozen --no-sync python -m benchmarks
 
@@ -46,4 +54,4 @@ demo: venv
 	$(UV) run --frozen --no-sync python -m dags_examples.demo
 
 clean:
-	rm -rf $(VENV) .airflow demo-output dist
+	rm -rf $(VENV) .venv-matrix .airflow demo-output dist

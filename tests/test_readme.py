@@ -113,7 +113,10 @@ def run_command(command: str, emulator) -> None:
         dry = subprocess.run(["make", "-n", "-C", ROOT, *words[1:]], capture_output=True, text=True)
         assert dry.returncode == 0, dry.stderr
     elif words[:2] == ["pip", "install"]:
-        from tomllib import loads
+        try:
+            from tomllib import loads
+        except ModuleNotFoundError:  # Python 3.10: pytest's own dependency tomli
+            from tomli import loads
 
         assert words[2:] == [loads((ROOT / "pyproject.toml").read_text())["project"]["name"]]
     elif words[0] == "export":

@@ -111,10 +111,8 @@ def test_planted_key_appears_nowhere(
 
 
 def test_reading_the_settings_registers_the_key_with_the_secrets_masker(monkeypatch):
-    try:
-        from airflow.sdk._shared.secrets_masker import redact  # Airflow 3.2+
-    except ImportError:
-        from airflow.sdk.execution_time.secrets_masker import redact  # Airflow 3.1
+    from airflow.sdk._shared.secrets_masker import redact
+
     key = f"sk-fresh-{uuid.uuid4().hex}"  # never seen before, so never masked before
     conn = {"conn_type": "cometapi", "password": f" {key} "}  # the stripped key is masked too
     monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", json.dumps(conn))
