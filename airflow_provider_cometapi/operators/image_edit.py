@@ -494,6 +494,8 @@ class CometImageEditBatchOperator(_CometImageEditBase):
             except _NotStarted:
                 return None
             except Exception as exc:  # every failure becomes this item's error
+                if self.on_item_failure == "fail":
+                    gate.close()
                 self.log.warning("Edit of %s failed: %s", plan.label, exc)
                 return item_result(plan.label, error=exc)
 
@@ -526,22 +528,25 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         with ThreadPoolExecutor(max_workers=workers) as pool:
             waiting = iter(enumerate(plans))
             running: dict[Future[dict[str, Any] | None], int] = {}
-            while True:
-                while not gate.closed and len(running) < workers:
-                    slot, plan = next(waiting, (-1, None))
-                    if plan is None:
+            try:
+                while True:
+                    while not gate.closed and len(running) < workers:
+                        slot, plan = next(waiting, (-1, None))
+                        if plan is None:
+                            break
+                        running[pool.submit(edit, plan)] = slot
+                    if not running:
                         break
-                    running[pool.submit(edit, plan)] = slot
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    result = results[running.pop(future)] = future.result()
-                    if result is None:  # not started: the gate closed while it waited
-                        continue
-                    progress.add(result)
-                    if result["error"] and self.on_item_failure == "fail":
-                        gate.closed = True
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        result = results[running.pop(future)] = future.result()
+                        if result is None:  # not started: the gate closed while it waited
+                            continue
+                        progress.add(result)
+                        if result["error"] and self.on_item_failure == "fail":
+                            gate.close()
+            finally:  # stopped (a timeout, the task killed): no waiting item may send
+                gate.close()
 
     def _finish(
         self, context: Context, results: list[dict[str, Any]], params: EditParams
@@ -592,8 +597,12 @@ class _RequestGate:
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         if exc_type is not None and self._close_on_error:
-            self.closed = True
+            self.close()
         self._slots.release()
+
+    def close(self) -> None:
+        """Let no waiting request start from now on."""
+        self.closed = True
 
 
 def _json_plan(plan: ItemPlan, settled: bool) -> dict[str, Any]:

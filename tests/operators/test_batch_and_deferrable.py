@@ -117,6 +117,19 @@ def test_batch_fail_stops_starting_new_items(run_dag, tmp_path, cometapi_emulato
     )
 
 
+def test_a_stopped_batch_starts_no_waiting_request(run_dag, tmp_path, cometapi_emulator):
+    folder = inbox(tmp_path, 4)
+    cometapi_emulator.set_latency(3.0)
+    outcome = run_dag(
+        batch_task(repr(f"{folder}/"), f"{tmp_path}/out/", max_concurrency=1)[:-1]
+        + ", execution_timeout=__import__('datetime').timedelta(seconds=1))"
+    )
+
+    assert outcome.states() == {("batch", -1): "failed"}
+    # the timeout struck while the first request was on the wire and the next item waited
+    assert len(cometapi_emulator.requests) == 1
+
+
 def test_batch_of_inline_base64_sources_with_a_mask(run_dag, tmp_path, cometapi_emulator):
     encoded = base64.b64encode(BOAT).decode()
     outcome = run_dag(
