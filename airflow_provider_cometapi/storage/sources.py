@@ -22,7 +22,7 @@ _BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]+|[A-Za-z0-9_-]+)={0,2}$")  # standard o
 _MIN_BASE64_CHARS = 32
 _URL_SAFE = str.maketrans("-_", "+/")
 _IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
-"""How image files start: base64 text that also reads as a path must decode to one of them."""
+"""How image files start: base64 text that could be a path must decode to one of them."""
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -147,26 +147,25 @@ def _from_text(text: str, field: str, conn_id: str | None) -> tuple[str, bytes]:
     if URI.match(text):
         return _read_storage(storage_path(text, conn_id), field)
     if _is_inline_base64(text):
-        data = _decode_base64(text, field)
-        if "/" in text and not data.startswith(_IMAGE_SIGNATURES):
-            raise CometAPISourceError(
-                f"{field}: nothing found at {excerpt(text)}, and it is no base64 of an image "
-                "either; check the path and the source connection.",
-                param=field,
-            )
-        return "", data
+        return "", _decode_base64(text, field)
     return _read_storage(storage_path(text, None), field)
 
 
 def _is_inline_base64(text: str) -> bool:
-    """Whether text is base64 (standard or URL-safe, padded or not) rather than a local path."""
+    """Whether text is base64 (standard or URL-safe, padded or not) rather than a local path.
+
+    Text with a ``/`` could be either: it is base64 only if it starts like an image file.
+    """
     compact = "".join(text.split())
-    return (
+    if not (
         len(compact) >= _MIN_BASE64_CHARS
         and len(compact.rstrip("=")) % 4 != 1  # no base64 has that length
-        and bool(_BASE64.match(compact))
+        and _BASE64.match(compact)
         and not os.path.exists(text)
-    )
+    ):
+        return False
+    head = base64.b64decode(compact[:16].translate(_URL_SAFE))
+    return "/" not in compact or head.startswith(_IMAGE_SIGNATURES)
 
 
 def _decode_base64(text: str, field: str) -> bytes:

@@ -12,6 +12,7 @@ import zlib
 import pytest
 
 from airflow_provider_cometapi.api.images import MAX_IMAGE_BYTES
+from airflow_provider_cometapi.editing import location_label
 from airflow_provider_cometapi.exceptions import CometAPISourceError, CometAPIValidationError
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 from airflow_provider_cometapi.storage.sources import read_source
@@ -228,6 +229,7 @@ def test_missing_path_that_reads_as_base64_is_reported_as_missing():
     assert base64.b64decode(missing, validate=True)  # the text is valid base64 too
     with pytest.raises(CometAPISourceError, match=r"^image: nothing found at .*check the path"):
         read_source(missing, "image", None)
+    assert location_label(missing) == missing  # labels, lineage and errors agree: a path
 
 
 def test_base64_of_a_jpeg_starting_with_a_slash_is_read_as_an_image():
