@@ -198,7 +198,7 @@ def _open_checked(data: bytes, label: str, field_name: str, *, fully: bool) -> P
                 param=field_name,
             ) from None
         raise CometAPIValidationError(
-            f"{label} is not a readable image ({type(exc).__name__}: {str(exc)[:120]}): "
+            f"{label} is not a readable image ({type(exc).__name__}: {excerpt(str(exc))}): "
             "send a PNG, JPEG or WEBP file.",
             param=field_name,
         ) from None

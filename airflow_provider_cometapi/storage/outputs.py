@@ -8,6 +8,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.results import EXTENSIONS
+from airflow_provider_cometapi.api.text import excerpt
 from airflow_provider_cometapi.exceptions import CometAPIOutputError, CometAPIValidationError
 from airflow_provider_cometapi.storage.paths import storage_path
 
@@ -156,8 +157,8 @@ class StagedOutputs:
 
     def _failed(self, exc: Exception) -> CometAPIOutputError:
         return CometAPIOutputError(
-            f"Writing the edited images to {self.output_path} failed "
-            f"({type(exc).__name__}: {str(exc)[:200]}); nothing partial was left. Check "
+            f"Writing the edited images to {excerpt(self.output_path)} failed "
+            f"({type(exc).__name__}: {excerpt(str(exc), 200)}); nothing partial was left. Check "
             "output_path and output_conn_id, then retry the task."
         )
 
