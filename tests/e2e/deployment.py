@@ -25,6 +25,15 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 STOP_TIMEOUT = 30.0
 
 
+def group_alive(group: int) -> bool:
+    """Whether any process of the process group ``group`` is still running."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def free_port() -> int:
     """A port nobody listens on right now."""
     with socket.socket() as sock:
@@ -101,17 +110,22 @@ class Deployment:
         self._wait(lambda: self.api("/api/v2/monitor/health") is not None, "the API server", 120)
 
     def stop(self) -> None:
-        """Stop every process started here (SIGTERM, then SIGKILL), and close their logs."""
+        """Stop every process started here and all their children (each is a process group):
+        SIGTERM, then SIGKILL for a group still alive after ``STOP_TIMEOUT``; close the logs."""
         for process in self.processes.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
         for process in self.processes.values():
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(STOP_TIMEOUT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.0, deadline - time.monotonic()))
+            while group_alive(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if group_alive(process.pid):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(STOP_TIMEOUT)
+            if process.stdout is not None:
+                process.stdout.close()
         for log in self._logs:
             log.close()
 

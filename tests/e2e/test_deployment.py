@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from airflow_provider_cometapi.samples import PAPER_BOAT
-from tests.e2e.deployment import Deployment
+from tests.e2e.deployment import Deployment, group_alive
 from tests.imaging import decode
 from tests.settings import EXAMPLE_DAGS
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]  # the first test starts it all
 
 
 @pytest.fixture(scope="module")
@@ -100,21 +99,16 @@ def test_deferrable_batch_runs_on_the_triggerer_and_schedules_the_report(deploym
     for item in items:
         assert item["usage"] == billed_usage(deployment, item["request_id"])
 
+    (lineage,) = deployment.openlineage_events(f"{dag_id}.edit_folder")
+    assert [(d["namespace"], d["name"]) for d in lineage["inputs"]] == [("file", str(inbox))]
+    assert sorted(d["name"] for d in lineage["outputs"]) == [
+        uri[len("file://") :] for uri in outputs
+    ]
+
     report_run = deployment.wait_for_scheduled_run("cometapi_edited_images_report")
     state = deployment.wait_for_run("cometapi_edited_images_report", report_run)
     assert state == "success", deployment.log_tail()
     assert json.loads((out / "batch" / "new-edits.json").read_text()) == outputs
-
-
-def test_deferred_batch_reports_openlineage_datasets(deployment, out):
-    (complete,) = deployment.openlineage_events("cometapi_batch_deferrable.edit_folder")
-    assert [(d["namespace"], d["name"]) for d in complete["inputs"]] == [
-        ("file", str(out / "batch-inbox"))
-    ]
-    assert sorted(d["name"] for d in complete["outputs"]) == [
-        str(out / "batch" / "a-0-0.png"),
-        str(out / "batch" / "b-1-0.png"),
-    ]
 
 
 def test_connections_test_cli_reaches_the_emulator(deployment):
@@ -135,10 +129,7 @@ def test_connections_test_cli_reaches_the_emulator(deployment):
 
 
 def test_every_started_process_stops(deployment):
-    groups = [process.pid for process in deployment.processes.values()]
     deployment.stop()
 
     assert all(p.returncode is not None for p in deployment.processes.values())
-    for group in groups:
-        with pytest.raises(ProcessLookupError):
-            os.killpg(group, 0)
+    assert not [name for name, p in deployment.processes.items() if group_alive(p.pid)]
