@@ -1,57 +1,20 @@
-"""``response_format="url"`` downloads: the size cap, retries and the per-call timeout."""
+"""``response_format="url"`` downloads: the 64 MiB cap, retries and the per-call timeout."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 
 import pytest
-from PIL import Image
 
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError, CometAPITimeoutError
-from airflow_provider_cometapi.hooks import cometapi
-from airflow_provider_cometapi.hooks.cometapi import CometApiHook
+from airflow_provider_cometapi.hooks.cometapi import MAX_DOWNLOAD_BYTES, CometApiHook
+from airflow_provider_cometapi.samples import PAPER_BOAT
 from tests.httpserver import QuietHandler, serve
 from tests.imaging import decode, image_bytes
 
 SLOW_SECONDS = 3.0
-
-
-@pytest.fixture
-def over_the_cap(tmp_path, monkeypatch):
-    """A 1 MiB download cap, and a noisy PNG whose edit (about 1.7 MiB) crosses it mid-stream."""
-    monkeypatch.setattr(cometapi, "MAX_DOWNLOAD_BYTES", 1 << 20)
-    path = tmp_path / "noise.png"
-    Image.frombytes("RGB", (768, 768), os.urandom(768 * 768 * 3)).save(path)
-    return path
-
-
-def test_download_over_the_cap_is_a_bad_response(cometapi_conn, cometapi_emulator, over_the_cap):
-    with CometApiHook() as hook, pytest.raises(CometAPIBadResponseError) as raised:
-        hook.edit_image(over_the_cap, "Add a ribbon", response_format="url")
-
-    assert "the download of data[0].url is larger than 1 MiB" in str(raised.value)
-    assert raised.value.request_id == cometapi_emulator.billed[0]["request_id"]
-
-
-def test_download_over_the_cap_leaves_no_partial_output(
-    run_dag, tmp_path, cometapi_emulator, capfd, over_the_cap
-):
-    output = f"{tmp_path}/out/"
-
-    outcome = run_dag(
-        f'CometImageEditOperator(task_id="edit", prompt="Add a ribbon", '
-        f'image={str(over_the_cap)!r}, output_path={output!r}, response_format="url")'
-    )
-
-    assert outcome.states() == {("edit", -1): "failed"}
-    logs = "".join(capfd.readouterr())
-    assert "CometAPIBadResponseError" in logs
-    assert "the download of data[0].url is larger than 1 MiB" in logs
-    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
-    assert len(cometapi_emulator.billed) == 1
 
 
 class _ImageHost(QuietHandler):
@@ -72,12 +35,27 @@ class _ImageHost(QuietHandler):
 
     def do_GET(self) -> None:
         self.gets.append(self.path)
+        if self.path == "/huge":
+            self._stream_past_the_cap()
+            return
         if self.path == "/flaky" and len(self.gets) == 1:
             self.answer(503, b'{"error": {"message": "busy"}}')
             return
         if self.path == "/slow":
             time.sleep(SLOW_SECONDS)
         self.answer(200, self.image, "image/png")
+
+    def _stream_past_the_cap(self) -> None:
+        """A PNG signature, then filler, 1 MiB more than the 64 MiB cap, in 1 MiB chunks."""
+        chunk, chunks = 1 << 20, (MAX_DOWNLOAD_BYTES >> 20) + 1
+        with contextlib.suppress(OSError):  # the client hangs up at the cap
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(chunk * chunks))
+            self.end_headers()
+            self.wfile.write(b"\x89PNG\r\n\x1a\n" + bytes(chunk - 8))
+            for _ in range(chunks - 1):
+                self.wfile.write(bytes(chunk))
 
 
 @pytest.fixture
@@ -94,6 +72,33 @@ def image_host(monkeypatch):
             return handler.gets
 
         yield start
+
+
+def test_download_over_the_cap_is_a_bad_response(image_host, waits):
+    gets = image_host("/huge")
+
+    with CometApiHook() as hook, pytest.raises(CometAPIBadResponseError) as raised:
+        hook.edit_image(image_bytes(), "Add a ribbon", response_format="url")
+
+    assert "the download of data[0].url is larger than 64 MiB" in str(raised.value)
+    assert gets == ["/huge"]  # a cut-off download is final: the edit is already paid for
+
+
+def test_download_over_the_cap_leaves_no_partial_output(run_dag, tmp_path, image_host, capfd):
+    gets = image_host("/huge")
+    output = f"{tmp_path}/out/"
+
+    outcome = run_dag(
+        f'CometImageEditOperator(task_id="edit", prompt="Add a ribbon", '
+        f'image={str(PAPER_BOAT)!r}, output_path={output!r}, response_format="url")'
+    )
+
+    assert outcome.states() == {("edit", -1): "failed"}
+    logs = "".join(capfd.readouterr())
+    assert "CometAPIBadResponseError" in logs
+    assert "the download of data[0].url is larger than 64 MiB" in logs
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+    assert gets == ["/huge"]
 
 
 def test_download_503_is_retried_then_succeeds(image_host, waits):
