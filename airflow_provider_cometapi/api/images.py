@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_IMAGES = 16
 SENT_MIME_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-PNG_MODES = frozenset({"1", "L", "LA", "I;16", "P", "RGB", "RGBA"})
+PNG_MODES = frozenset({"1", "L", "LA", "I;16", "I;16B", "P", "RGB", "RGBA"})
 """Pillow modes written to PNG as they are; others are converted first."""
 
 ImageInput = Union[bytes, bytearray, memoryview, tuple[str, bytes], str, "os.PathLike[str]"]

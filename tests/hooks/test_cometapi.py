@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 
@@ -176,6 +177,20 @@ def test_tiffs_in_modes_png_cannot_store_are_sent_as_png(hook, cometapi_emulator
     part = cometapi_emulator.requests[0]["files"][0]
     assert (part["filename"], part["content_type"]) == ("scan.png", "image/png")
     assert len(cometapi_emulator.billed) == 1
+
+
+def test_a_16_bit_tiff_goes_out_as_a_16_bit_png():
+    from PIL import Image
+
+    from airflow_provider_cometapi.api.request import build_edit_request
+
+    buffer = io.BytesIO()
+    Image.new("I;16B", (64, 48), 40000).save(buffer, format="TIFF")
+    request = build_edit_request(("scan.tif", buffer.getvalue()), "x", model="gpt-image-2")
+
+    sent = decode(request.images[0].data)
+    assert (request.images[0].mime_type, sent.mode) == ("image/png", "I;16")
+    assert sent.getpixel((0, 0)) == 40000
 
 
 def test_url_outputs_are_downloaded_to_bytes(hook, cometapi_emulator):
