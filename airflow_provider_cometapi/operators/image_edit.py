@@ -522,8 +522,8 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         progress: BatchProgress,
         gate: _RequestGate,
     ) -> None:
-        """Keep twice ``max_concurrency`` items under way; with ``fail``, once an item fails,
-        submit no more and close the gate, so that no waiting item sends its request."""
+        """Keep twice ``max_concurrency`` items under way, and submit no more once the gate is
+        closed (an item failed under ``fail``), so that no waiting item sends its request."""
         workers = 2 * self.max_concurrency
         with ThreadPoolExecutor(max_workers=workers) as pool:
             waiting = iter(enumerate(plans))
@@ -542,9 +542,7 @@ class CometImageEditBatchOperator(_CometImageEditBase):
                         result = results[running.pop(future)] = future.result()
                         if result is None:  # not started: the gate closed while it waited
                             continue
-                        progress.add(result)
-                        if result["error"] and self.on_item_failure == "fail":
-                            gate.close()
+                        progress.add(result)  # under 'fail', edit() closed the gate already
             finally:  # stopped (a timeout, the task killed): no waiting item may send
                 gate.close()
 
