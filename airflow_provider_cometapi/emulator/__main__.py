@@ -7,11 +7,27 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
+from airflow_provider_cometapi.emulator.faults import FileFaults
 from airflow_provider_cometapi.emulator.server import EmulatorServer
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import FrameType
+
+
+def _fault_for(value: str) -> tuple[str, str]:
+    """Split and check one ``--fault-for NAME=SPEC`` (at the first ``=``)."""
+    name, sep, spec = value.partition("=")
+    name, spec = name.strip(), spec.strip()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} must look like NAME=SPEC, e.g. b3.png=status=400"
+        )
+    try:
+        FileFaults({name: spec})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, spec
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", help="the one Bearer key accepted (default: any)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each edit")
     parser.add_argument("--fault", help="fault for every edit, e.g. 'status=429;retry_after=2'")
+    parser.add_argument(
+        "--fault-for",
+        action="append",
+        type=_fault_for,
+        default=[],
+        metavar="NAME=SPEC",
+        help="fault for edits uploading the image NAME (exact file name, or its name without"
+        " extension), e.g. 'b3.png=status=400'; repeatable",
+    )
     parser.add_argument("--random-faults", help="random status rates, e.g. '429=0.1,500=0.05'")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random faults")
     parser.add_argument(
@@ -41,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
+    file_faults: dict[str, str] = {}
+    for name, spec in args.fault_for:
+        if name in file_faults:
+            parser.error(f"argument --fault-for: {name!r} is given twice")
+        file_faults[name] = spec
     try:
         server = EmulatorServer(
             host=args.host,
@@ -48,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             api_key=args.api_key,
             latency=args.latency,
             fault=args.fault,
+            file_faults=file_faults,
             random_faults=args.random_faults,
             seed=args.seed,
             honour_idempotency=args.honour_idempotency,

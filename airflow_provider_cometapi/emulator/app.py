@@ -22,6 +22,7 @@ from airflow_provider_cometapi.emulator.faults import FaultSpec, parse_fault
 from airflow_provider_cometapi.emulator.records import request_record
 from airflow_provider_cometapi.emulator.responses import error_response, fault_response
 from airflow_provider_cometapi.emulator.validation import (
+    IMAGE_FIELDS,
     EditRequest,
     FilePart,
     check_api_key,
@@ -126,9 +127,16 @@ def create_app(state: EmulatorState) -> FastAPI:
         state.records.update(request_id, status=response.status_code)
         return response
 
-    def pick_fault(request: Request) -> FaultSpec | None:
+    def pick_fault(request: Request, files: list[FilePart]) -> FaultSpec | None:
+        """The request's fault: its header, else its image's file fault, else the server's.
+
+        Only that one fault is counted for ``times=N``; once it is used up, or when there is
+        none, the request may still draw a random fault.
+        """
         header = request.headers.get(FAULT_HEADER, "").strip()
         spec = state.fault
+        file_name: str | None = None
+        file_faults = state.file_faults
         if header:
             try:
                 spec = parse_fault(header)
@@ -136,8 +144,13 @@ def create_app(state: EmulatorState) -> FastAPI:
                 raise invalid_request(
                     f"Bad {FAULT_HEADER} header: {exc}", FAULT_HEADER, "invalid_emulator_fault"
                 ) from None
+        elif file_faults:
+            images = (part.filename for part in files if part.field in IMAGE_FIELDS)
+            matched = file_faults.match(images)
+            if matched is not None:
+                file_name, spec = matched
         idempotency_key = request.headers.get("idempotency-key")
-        if spec is not None and state.fault_counter.take(spec, idempotency_key):
+        if spec is not None and state.fault_counter.take(spec, idempotency_key, file_name):
             return spec
         return state.random_faults.draw() if state.random_faults is not None else None
 
@@ -151,7 +164,7 @@ def create_app(state: EmulatorState) -> FastAPI:
         if replay is not None:  # a gateway honouring Idempotency-Key: same answer, no new bill
             state.records.update(request_id, replayed=True)
             return Response(replay, media_type="application/json")
-        fault = pick_fault(request)
+        fault = pick_fault(request, files)
         if fault is not None:
             state.records.update(request_id, fault=fault.text)
             if fault.latency:

@@ -3,6 +3,8 @@
 A spec is ``;``-separated ``key=value`` items, a bare key meaning true, e.g.
 ``status=429;retry_after=2``, ``status=503;times=2``, ``hang``, ``truncate``,
 ``malformed_json``, ``html;status=502``, ``latency=1.5``.
+
+A file fault gives a spec to the requests that upload one named image; see :class:`FileFaults`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 HANG_SECONDS = 300.0
 """How long a bare ``hang`` waits before giving up."""
@@ -186,6 +188,56 @@ def _random_fault(status: int) -> FaultSpec:
     return parse_fault(f"status={status};retry_after=1" if status == 429 else f"status={status}")
 
 
+def _stem(filename: str) -> str:
+    """The file name without its last extension: ``b3.png`` -> ``b3``; ``b3`` stays ``b3``."""
+    base, dot, _ = filename.rpartition(".")
+    return base if dot and base else filename
+
+
+class FileFaults:
+    """Fault specs keyed by the file name of an uploaded image, parsed once at configuration.
+
+    A request matches a name when one of its image parts was uploaded under exactly that file
+    name or, failing any exact match, when a part's name without its last extension is the name
+    (``b3`` matches ``b3.png`` and ``b3.jpeg``, for clients that change the extension to the
+    real type, as the provider's hook does). Parts are tried in upload order.
+
+    :param faults: file name to fault spec, e.g. ``{"b3.png": "status=400"}``.
+    :raises ValueError: a name is empty or a spec is invalid; the message names the file.
+    """
+
+    def __init__(self, faults: Mapping[str, str]) -> None:
+        parsed: dict[str, FaultSpec] = {}
+        for name, text in faults.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"file fault names must be non-empty file names, got {name!r}")
+            if not isinstance(text, str):
+                raise ValueError(f"file fault for {name!r} must be a spec string, got {text!r}")
+            try:
+                parsed[name] = parse_fault(text)
+            except ValueError as exc:
+                raise ValueError(f"file fault for {name!r}: {exc}") from None
+        self._faults = parsed
+
+    def __bool__(self) -> bool:
+        return bool(self._faults)
+
+    def match(self, filenames: Iterable[str]) -> tuple[str, FaultSpec] | None:
+        """Return the matched name and its fault for a request's image file names, or ``None``.
+
+        :param filenames: the file names of the request's image parts, in upload order.
+        """
+        names = list(filenames)
+        for filename in names:
+            if filename in self._faults:
+                return filename, self._faults[filename]
+        for filename in names:
+            stem = _stem(filename)
+            if stem in self._faults:
+                return stem, self._faults[stem]
+        return None
+
+
 class RandomFaults:
     """Draws a status fault per request from seeded rates, thread-safely."""
 
@@ -212,21 +264,25 @@ class RandomFaults:
 
 
 class FaultCounter:
-    """Counts requests per (fault, ``Idempotency-Key``) to honour ``times=N``."""
+    """Counts requests per (fault, file fault name, ``Idempotency-Key``) to honour ``times=N``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[tuple[FaultSpec, str | None], int] = {}
+        self._counts: dict[tuple[FaultSpec, str | None, str | None], int] = {}
 
-    def take(self, spec: FaultSpec, idempotency_key: str | None) -> bool:
+    def take(
+        self, spec: FaultSpec, idempotency_key: str | None, file_name: str | None = None
+    ) -> bool:
         """Count one request and return whether the fault still applies to it.
 
         :param spec: the fault the request carries.
         :param idempotency_key: the request's ``Idempotency-Key`` header, if any.
+        :param file_name: the file fault's name when the fault came from one, so that equal
+            specs given to two files count apart.
         """
         if spec.times is None:
             return True
-        key = (spec, idempotency_key)
+        key = (spec, file_name, idempotency_key)
         with self._lock:
             count = self._counts.get(key, 0) + 1
             self._counts[key] = count

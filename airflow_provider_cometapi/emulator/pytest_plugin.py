@@ -23,11 +23,13 @@ def cometapi_emulator_session() -> Iterator[EmulatorServer]:
 
 @pytest.fixture
 def cometapi_emulator(cometapi_emulator_session: EmulatorServer) -> Iterator[EmulatorServer]:
-    """The session emulator with empty records and no latency or fault."""
+    """The session emulator with empty records and no latency, fault or file fault."""
     server = cometapi_emulator_session
     server.reset()
     server.set_latency(0.0)
     server.set_fault(None)
+    server.set_file_faults(None)
     yield server
     server.set_latency(0.0)
     server.set_fault(None)
+    server.set_file_faults(None)

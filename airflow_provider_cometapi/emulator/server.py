@@ -8,7 +8,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cometapi.emulator.faults import RandomFaults, parse_fault, parse_random_faults
+from airflow_provider_cometapi.emulator.faults import (
+    FileFaults,
+    RandomFaults,
+    parse_fault,
+    parse_random_faults,
+)
 from airflow_provider_cometapi.emulator.state import EmulatorState
 
 if TYPE_CHECKING:
@@ -31,6 +36,8 @@ class EmulatorServer:
     :param api_key: the one Bearer key accepted; ``None`` accepts any non-empty key.
     :param latency: seconds added to each edit.
     :param fault: a fault spec applied to every edit request, e.g. ``status=429;retry_after=2``.
+    :param file_faults: fault specs for the requests that upload one named image, e.g.
+        ``{"b3.png": "status=400"}``; see :meth:`set_file_faults`.
     :param random_faults: status rates such as ``{"429": 0.1, "500": 0.05}`` or ``"429=0.1"``.
     :param seed: seed of the random faults.
     :param honour_idempotency: answer a repeated ``Idempotency-Key`` of a successful edit with
@@ -44,6 +51,7 @@ class EmulatorServer:
         api_key: str | None = None,
         latency: float = 0.0,
         fault: str | None = None,
+        file_faults: Mapping[str, str] | None = None,
         random_faults: str | Mapping[str, float] | Mapping[int, float] | None = None,
         seed: int = 0,
         honour_idempotency: bool = False,
@@ -58,6 +66,7 @@ class EmulatorServer:
         )
         self.set_latency(latency)
         self.set_fault(fault)
+        self.set_file_faults(file_faults)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._url: str | None = None
@@ -175,6 +184,22 @@ class EmulatorServer:
         :raises ValueError: the spec is invalid.
         """
         self._state.fault = parse_fault(spec) if spec else None
+
+    def set_file_faults(self, faults: Mapping[str, str] | None) -> None:
+        """Apply faults to the edit requests that upload given images, from now on.
+
+        A request gets the fault of a name when one of its ``image``/``image[]`` parts has
+        exactly that file name or, if no part does, when a part's name without its last
+        extension is the name (``b3`` matches ``b3.png`` and ``b3.jpeg``); parts are tried in
+        upload order. That fault replaces the server-wide and random faults; a request's own
+        ``x-emulator-fault`` header still wins. ``times=N`` counts per name and
+        ``Idempotency-Key``. The mapping replaces the previous one whole.
+
+        :param faults: file name to fault spec, e.g. ``{"b3.png": "status=400"}``, or ``None``
+            (or empty) for none.
+        :raises ValueError: a name is empty or a spec is invalid; nothing is changed then.
+        """
+        self._state.file_faults = FileFaults(faults) if faults else None
 
     def connection_json(self, api_key: str | None = None, **extra: Any) -> str:
         """Return an Airflow connection for this emulator, as JSON for ``AIRFLOW_CONN_<ID>``.

@@ -5,7 +5,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from airflow_provider_cometapi.emulator.faults import FaultCounter, FaultSpec, RandomFaults
+from airflow_provider_cometapi.emulator.faults import (
+    FaultCounter,
+    FaultSpec,
+    FileFaults,
+    RandomFaults,
+)
 from airflow_provider_cometapi.emulator.files import FileStore
 from airflow_provider_cometapi.emulator.records import RecordBook
 
@@ -17,6 +22,7 @@ class EmulatorState:
     api_key: str | None = None
     latency: float = 0.0
     fault: FaultSpec | None = None
+    file_faults: FileFaults | None = None
     random_faults: RandomFaults | None = None
     records: RecordBook = field(default_factory=RecordBook)
     files: FileStore = field(default_factory=FileStore)
