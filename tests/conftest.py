@@ -27,6 +27,27 @@ def cometapi_conn(cometapi_emulator, monkeypatch):
     return configure
 
 
+@pytest.fixture
+def edits_sent_by(cometapi_emulator):
+    """``edits_sent_by("httpx")``: the emulator's records of the edits one transport sent.
+
+    Each transport names itself after the product in its User-Agent: ``requests`` for the
+    worker's hook, ``httpx`` for the triggerer's client.
+    """
+    from airflow_provider_cometapi.api.request import EDIT_PATH
+    from airflow_provider_cometapi.api.wire import user_agent
+
+    def sent_by(transport: str) -> list[dict]:
+        agent = user_agent(transport)
+        return [
+            record
+            for record in cometapi_emulator.requests
+            if record["path"] == EDIT_PATH and record["headers"].get("user-agent") == agent
+        ]
+
+    return sent_by
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
     """Airflow's own SQLite metadata database, created once for the session."""

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import time
-import uuid
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.hook import BaseHook
 
-from airflow_provider_cometapi import __version__
 from airflow_provider_cometapi.api.failures import Failure, failure_error, give_up_note
 from airflow_provider_cometapi.api.request import (
     EDIT_PATH,
@@ -38,6 +36,12 @@ from airflow_provider_cometapi.api.urls import (
     check_download_url,
     redirect_target,
 )
+from airflow_provider_cometapi.api.wire import (
+    CHUNK_BYTES,
+    MAX_DOWNLOAD_BYTES,
+    new_idempotency_key,
+    user_agent,
+)
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError, CometAPIError
 
 if TYPE_CHECKING:
@@ -47,9 +51,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_cometapi.api.images import ImageInput
 
-MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
-CHUNK_BYTES = 256 * 1024
-USER_AGENT = f"airflow-provider-cometapi/{__version__}"
+USER_AGENT = user_agent("requests")
 
 
 class CometApiHook(BaseHook):
@@ -376,11 +378,6 @@ class CometApiHook(BaseHook):
             )
             self._sleep(decision.wait)
             retries += 1
-
-
-def new_idempotency_key() -> str:
-    """A fresh ``Idempotency-Key`` for one logical call."""
-    return f"airflow-cometapi-{uuid.uuid4().hex}"
 
 
 class _BearerAuth:

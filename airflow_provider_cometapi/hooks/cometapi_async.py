@@ -6,7 +6,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cometapi import __version__
 from airflow_provider_cometapi.api.failures import Failure, failure_error, give_up_note
 from airflow_provider_cometapi.api.request import EDIT_PATH
 from airflow_provider_cometapi.api.response import ImageUrl, error_from_response, request_id_from
@@ -21,6 +20,7 @@ from airflow_provider_cometapi.api.urls import (
     check_download_url,
     redirect_target,
 )
+from airflow_provider_cometapi.api.wire import CHUNK_BYTES, MAX_DOWNLOAD_BYTES, user_agent
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError
 
 if TYPE_CHECKING:
@@ -33,8 +33,7 @@ if TYPE_CHECKING:
     from airflow_provider_cometapi.api.sinks import ImageSink
 
 log = logging.getLogger(__name__)
-CHUNK_BYTES = 256 * 1024
-MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+USER_AGENT = user_agent("httpx")
 
 
 class AsyncCometApiClient:
@@ -50,7 +49,7 @@ class AsyncCometApiClient:
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
             verify=settings.verify,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            headers={"User-Agent": f"airflow-provider-cometapi/{__version__}"},
+            headers={"User-Agent": USER_AGENT},
         )
 
     def __repr__(self) -> str:

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import logging
+import functools
 
 import pytest
 
 
-class _PostAttempts(logging.Handler):
-    """Keeps the async client's ``CometAPI POST attempt i of n`` messages."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("CometAPI POST attempt"):
-            self.messages.append(message)
-
-
 @pytest.fixture
-def triggerer_posts():
-    """The edit requests sent by the triggerer's async client, as a list filled as the test runs.
+def triggerer_posts(edits_sent_by):
+    """Call it after a run: the edit requests the triggerer's async client sent.
 
-    The async client is used only on the deferred path and logs every attempt; the worker's
-    hook logs elsewhere, so a synchronous run leaves this list empty.
+    They are read from the emulator's records by User-Agent. The worker's hook sends with
+    ``requests``, so a deferrable run that silently stayed on the worker counts none.
     """
-    logger = logging.getLogger("airflow_provider_cometapi.hooks.cometapi_async")
-    handler, level = _PostAttempts(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler.messages
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    return functools.partial(edits_sent_by, "httpx")

@@ -61,7 +61,7 @@ def test_batch_edits_a_prefix_in_source_order(
         b["usage"]["input_tokens_details"]["image_tokens"] for b in billed
     )
     assert (usage["images"], usage["requests"]) == (6, 6)
-    assert len(triggerer_posts) == (6 if deferrable else 0)
+    assert len(triggerer_posts()) == (6 if deferrable else 0)
 
 
 def test_batch_keeps_concurrency_within_the_bound(run_dag, tmp_path, cometapi_emulator):
@@ -93,7 +93,7 @@ def test_batch_continue_writes_what_it_can_then_fails(
     items = outcome.xcom("batch", "items")
     assert [bool(item["error"]) for item in items] == [False, True, False]
     assert len(cometapi_emulator.requests) == 2  # the broken file was never sent
-    assert len(triggerer_posts) == (2 if deferrable else 0)
+    assert len(triggerer_posts()) == (2 if deferrable else 0)
     assert items[1]["error"]["type"] == "CometAPIValidationError"
     assert files_in(tmp_path / "out") == [
         "boat00-0-0.png",
@@ -175,7 +175,7 @@ def test_deferrable_single_edit_pushes_the_same_xcoms(
         "request_id": billed["request_id"],
         "reused": False,
     }
-    assert len(triggerer_posts) == 1
+    assert len(triggerer_posts()) == 1
     assert decode((tmp_path / "out" / "image-1.png").read_bytes()).size == (512, 384)
     staging = tmp_path / "out" / ".cometapi-staging"
     assert [p for p in staging.rglob("*") if p.is_file()] == []
@@ -193,7 +193,7 @@ def test_deferrable_edit_fails_with_the_typed_error(
     assert outcome.states() == {("edit", -1): "failed"}
     assert "CometAPIBadRequestError" in "".join(capfd.readouterr())
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.png"))
-    assert len(triggerer_posts) == len(cometapi_emulator.requests) == 1
+    assert len(triggerer_posts()) == len(cometapi_emulator.requests) == 1
 
 
 def test_deferrable_needs_an_output_path(run_dag, cometapi_emulator, capfd):
@@ -223,7 +223,7 @@ def test_deferrable_s3_batch(run_dag, s3, cometapi_emulator, triggerer_posts):
     assert outcome.state == "success"
     keys = visible_keys(s3, "cometapi-deferred", "out/")
     assert keys == ["out/b0-0-0.png", "out/b1-1-0.png", "out/b2-2-0.png"]
-    assert len(triggerer_posts) == 3
+    assert len(triggerer_posts()) == 3
 
 
 def test_deferrable_continue_skips_a_bad_inline_input(
@@ -244,7 +244,7 @@ def test_deferrable_continue_skips_a_bad_inline_input(
     assert [bool(item["error"]) for item in items] == [False, True, False]
     assert items[1]["error"]["type"] == "CometAPIValidationError"
     assert len(cometapi_emulator.billed) == 2
-    assert len(triggerer_posts) == 2
+    assert len(triggerer_posts()) == 2
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
@@ -274,7 +274,7 @@ def test_batch_logs_the_same_progress_lines_on_worker_and_triggerer(
     assert [edited + failed for edited, _, _, failed in counts] == [1, 2, 3]
     assert lines[-1][0] == "2/3 edited, 2 retried, 1 failed"
     assert len(cometapi_emulator.requests) == 4
-    assert len(triggerer_posts) == (4 if deferrable else 0)
+    assert len(triggerer_posts()) == (4 if deferrable else 0)
 
 
 @pytest.mark.parametrize(
@@ -298,4 +298,4 @@ def test_default_deferrable_comes_from_the_cometapi_config(
     assert outcome.state == "success"
     assert files_in(tmp_path / "out") == ["paper-boat-0.png"]
     assert len(cometapi_emulator.billed) == 1
-    assert len(triggerer_posts) == (1 if defers else 0)
+    assert len(triggerer_posts()) == (1 if defers else 0)

@@ -41,7 +41,7 @@ def test_a_second_run_reuses_complete_outputs_without_paying(
     assert second.xcom("edit", "usage") == {**first.xcom("edit", "usage"), "reused": True}
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.png")} == written
     assert "Not editing" in "".join(capfd.readouterr())
-    assert len(triggerer_posts) == (1 if deferrable else 0)  # the first run's one edit
+    assert len(triggerer_posts()) == (1 if deferrable else 0)  # the first run's one edit
 
 
 def test_the_fingerprint_is_the_idempotency_key(run_dag, tmp_path, cometapi_emulator):
