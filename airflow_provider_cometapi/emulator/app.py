@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from airflow_provider_cometapi.emulator.editing import compute_usage, edit_images
 from airflow_provider_cometapi.emulator.errors import EmulatorError, invalid_request
-from airflow_provider_cometapi.emulator.faults import FaultSpec, parse_fault
+from airflow_provider_cometapi.emulator.faults import HANG_SECONDS, FaultSpec, parse_fault
 from airflow_provider_cometapi.emulator.records import request_record
 from airflow_provider_cometapi.emulator.responses import error_response, fault_response
 from airflow_provider_cometapi.emulator.validation import (
@@ -169,6 +169,8 @@ def create_app(state: EmulatorState) -> FastAPI:
             state.records.update(request_id, fault=fault.text)
             if fault.latency:
                 await asyncio.sleep(fault.latency)
+            if fault.after_requests is not None:
+                await _wait_for_requests(fault.after_requests, state)
             if fault.hang is not None:
                 if await _wait_for_disconnect(request, fault.hang, state):
                     return Response(status_code=499)
@@ -236,3 +238,12 @@ def create_app(state: EmulatorState) -> FastAPI:
         return Response(data, media_type=media_type)
 
     return app
+
+
+async def _wait_for_requests(count: int, state: EmulatorState) -> None:
+    """Wait until ``count`` edit requests have arrived, the server closes, or a hang's time."""
+    deadline = asyncio.get_running_loop().time() + HANG_SECONDS
+    while state.received < count and not state.closing.is_set():
+        if asyncio.get_running_loop().time() > deadline:
+            raise EmulatorError(504, "Emulated wait for requests: gave up.", code="timeout")
+        await asyncio.sleep(0.01)

@@ -2,7 +2,7 @@
 
 A spec is ``;``-separated ``key=value`` items, a bare key meaning true, e.g.
 ``status=429;retry_after=2``, ``status=503;times=2``, ``hang``, ``truncate``,
-``malformed_json``, ``html;status=502``, ``latency=1.5``.
+``malformed_json``, ``html;status=502``, ``latency=1.5``, ``after_requests=8;status=400``.
 
 A file fault gives a spec to the requests that upload one named image; see :class:`FileFaults`.
 """
@@ -34,6 +34,7 @@ _KEYS = (
     "malformed_json",
     "html",
     "latency",
+    "after_requests",
 )
 
 
@@ -53,6 +54,9 @@ class FaultSpec:
     malformed_json: bool = False
     html: bool = False
     latency: float = 0.0
+    after_requests: int | None = None
+    """Answer only once this many edit requests have arrived (this one counted), as a slow
+    answer would: what else a client sends meanwhile is then fixed, not left to timing."""
 
     @property
     def answers(self) -> bool:
@@ -129,7 +133,7 @@ def parse_fault(text: str) -> FaultSpec:
             raise ValueError(f"fault item {key!r} needs a value, e.g. {key}=1")
         elif key == "status":
             values[key] = _integer(key, value, minimum=400, maximum=599)
-        elif key == "times":
+        elif key in ("times", "after_requests"):
             values[key] = _integer(key, value, minimum=1)
         elif key == "retry_after_ms":
             values[key] = _integer(key, value, minimum=0)

@@ -32,9 +32,11 @@ class EmulatorState:
     replays: dict[str, bytes] = field(default_factory=dict)
     in_flight: int = 0
     max_in_flight: int = 0
+    received: int = 0
 
     def enter(self) -> None:
         """Count an edit request starting (the app's event loop is single-threaded)."""
+        self.received += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
@@ -49,5 +51,6 @@ class EmulatorState:
         self.fault_counter.clear()
         self.replays.clear()
         self.max_in_flight = self.in_flight
+        self.received = self.in_flight
         if self.random_faults is not None:
             self.random_faults.reseed()

@@ -271,3 +271,27 @@ def test_equal_specs_parse_equal_whatever_their_spelling():
 def test_invalid_random_faults_are_a_value_error(value):
     with pytest.raises(ValueError, match=r"\S"):
         parse_random_faults(value)
+
+
+def test_after_requests_holds_the_answer_until_that_many_edits_arrived(
+    cometapi_emulator, post_edit
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hold = {FAULT: "after_requests=3;status=400"}
+        held = pool.submit(post_edit, headers=hold, timeout=60)
+        while not cometapi_emulator.requests:  # it has arrived, and waits
+            time.sleep(0.01)
+        assert post_edit().status_code == 200  # the second edit: the first still waits
+        assert not held.done()
+        assert cometapi_emulator.requests[0]["status"] is None
+        assert post_edit().status_code == 200  # the third: the first may answer now
+        assert held.result().status_code == 400
+    assert [r["status"] for r in cometapi_emulator.requests] == [400, 200, 200]
+
+
+def test_after_requests_takes_a_whole_number():
+    assert parse_fault("after_requests=2").after_requests == 2
+    with pytest.raises(ValueError, match="after_requests"):
+        parse_fault("after_requests=0")
