@@ -39,6 +39,7 @@ from airflow_provider_cometapi.api.urls import (
 from airflow_provider_cometapi.api.wire import (
     CHUNK_BYTES,
     MAX_DOWNLOAD_BYTES,
+    CallLog,
     new_idempotency_key,
     user_agent,
 )
@@ -218,6 +219,7 @@ class CometApiHook(BaseHook):
         *,
         timeout: float | None = None,
         idempotency_key: str | None = None,
+        label: str | None = None,
     ) -> EditOutcome:
         """
         Send a checked request and stream every output image into ``sink``.
@@ -227,13 +229,15 @@ class CometApiHook(BaseHook):
         :param request: from ``build_edit_request``.
         :param sink: opens one writer per output.
         :param timeout: read timeout in seconds for this call.
-        :param idempotency_key: sent as ``Idempotency-Key`` on every attempt.
+        :param idempotency_key: sent as ``Idempotency-Key`` on every attempt; one is made if unset.
+        :param label: the item being edited (a file name), named in the log of every attempt.
         """
         response, retries = self._send(
             "POST",
             self.settings.url(EDIT_PATH),
             authenticated=True,
             timeout=timeout,
+            label=label,
             stream=True,
             headers={"Idempotency-Key": idempotency_key or new_idempotency_key()},
             data=request.fields,
@@ -249,7 +253,9 @@ class CometApiHook(BaseHook):
         for index, item in enumerate(streamed.outputs):
             if isinstance(item, ImageUrl):
                 images.append(
-                    self._download(item, index, next_slot, sink, request_id, timeout=timeout)
+                    self._download(
+                        item, index, next_slot, sink, request_id, timeout=timeout, label=label
+                    )
                 )
                 next_slot += 1
             else:
@@ -273,6 +279,7 @@ class CometApiHook(BaseHook):
         request_id: str | None,
         *,
         timeout: float | None = None,
+        label: str | None = None,
     ) -> WrittenImage:
         """Stream an output the server returned as a URL into ``sink``, capped at 64 MiB.
 
@@ -280,20 +287,23 @@ class CometApiHook(BaseHook):
         connection allows private ones.
 
         :param timeout: read timeout in seconds, as for the edit call.
+        :param label: the item being edited, named in the log of every attempt.
         """
-        label = f"data[{index}].url"
+        what = f"data[{index}].url"
         url = item.url
         for _ in range(MAX_REDIRECTS + 1):
-            check_download_url(url, allow_private=self.settings.allow_private_urls, label=label)
-            response, _ = self._send("GET", url, authenticated=False, timeout=timeout, stream=True)
+            check_download_url(url, allow_private=self.settings.allow_private_urls, label=what)
+            response, _ = self._send(
+                "GET", url, authenticated=False, timeout=timeout, label=label, stream=True
+            )
             target = redirect_target(url, response.status_code, response.headers)
             if target is None:
                 break
             response.close()
             url = target
         else:
-            raise CometAPIBadResponseError(f"{label} redirects more than {MAX_REDIRECTS} times.")
-        copy = DownloadCopy(sink, slot, f"the download of {label}", request_id, MAX_DOWNLOAD_BYTES)
+            raise CometAPIBadResponseError(f"{what} redirects more than {MAX_REDIRECTS} times.")
+        copy = DownloadCopy(sink, slot, f"the download of {what}", request_id, MAX_DOWNLOAD_BYTES)
         with response:
             self._pump(response, copy.feed)
         copy.finish()
@@ -317,9 +327,13 @@ class CometApiHook(BaseHook):
         *,
         authenticated: bool,
         timeout: float | None = None,
+        label: str | None = None,
         **kwargs: Any,
     ) -> tuple[requests.Response, int]:
-        """Send with the retry rules; return a 2xx response and the retries it took."""
+        """Send with the retry rules; return a 2xx response and the retries it took.
+
+        :param label: the item the call is for, named in the log of every attempt.
+        """
         import requests
 
         settings = self.settings
@@ -328,16 +342,10 @@ class CometApiHook(BaseHook):
             retry_on_read_timeout=settings.retry_on_read_timeout or method == "GET",
         )
         auth = _BearerAuth(settings.api_key) if authenticated else None
-        path = url[len(settings.base_url) :] if url.startswith(settings.base_url) else "download"
+        call = CallLog.of(method, url, settings.base_url, authenticated=authenticated, label=label)
         retries = 0
         while True:
-            self.log.info(
-                "CometAPI %s %s: attempt %d of %d",
-                method,
-                path,
-                retries + 1,
-                policy.max_retries + 1,
-            )
+            self.log.info(*call.attempt(retries + 1, policy.max_retries + 1))
             try:
                 response = self.session.request(
                     method,
@@ -369,13 +377,7 @@ class CometApiHook(BaseHook):
                         note=give_up_note(decision.wait_too_long, decision.reason, retries),
                     )
                 response.close()
-            self.log.info(
-                "CometAPI %s %s: %s; retrying in %.2f s",
-                method,
-                path,
-                decision.reason,
-                decision.wait,
-            )
+            self.log.info(*call.retry(decision.reason, decision.wait))
             self._sleep(decision.wait)
             retries += 1
 

@@ -20,7 +20,13 @@ from airflow_provider_cometapi.api.urls import (
     check_download_url,
     redirect_target,
 )
-from airflow_provider_cometapi.api.wire import CHUNK_BYTES, MAX_DOWNLOAD_BYTES, user_agent
+from airflow_provider_cometapi.api.wire import (
+    CHUNK_BYTES,
+    MAX_DOWNLOAD_BYTES,
+    CallLog,
+    new_idempotency_key,
+    user_agent,
+)
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError
 
 if TYPE_CHECKING:
@@ -68,14 +74,27 @@ class AsyncCometApiClient:
         await self._client.aclose()
 
     async def run_edit(
-        self, request: EditRequest, sink: ImageSink, *, idempotency_key: str
+        self,
+        request: EditRequest,
+        sink: ImageSink,
+        *,
+        idempotency_key: str | None = None,
+        label: str | None = None,
     ) -> EditOutcome:
-        """Send ``request`` and stream every output into ``sink`` (writes run off the loop)."""
+        """
+        Send ``request`` and stream every output into ``sink`` (writes run off the loop).
+
+        :param request: from ``build_edit_request``.
+        :param sink: opens one writer per output.
+        :param idempotency_key: sent as ``Idempotency-Key`` on every attempt; one is made if unset.
+        :param label: the item being edited (a file name), named in the log of every attempt.
+        """
         response, retries = await self._send(
             "POST",
             self.settings.url(EDIT_PATH),
             authenticated=True,
-            headers={"Idempotency-Key": idempotency_key},
+            label=label,
+            headers={"Idempotency-Key": idempotency_key or new_idempotency_key()},
             data=dict(request.fields),
             files=request.file_parts(),
         )
@@ -87,7 +106,9 @@ class AsyncCometApiClient:
         next_slot = len(decoder.opened_slots)
         for index, item in enumerate(streamed.outputs):
             if isinstance(item, ImageUrl):
-                images.append(await self._download(item, index, next_slot, sink, request_id))
+                images.append(
+                    await self._download(item, index, next_slot, sink, request_id, label=label)
+                )
                 next_slot += 1
             else:
                 images.append(
@@ -96,26 +117,37 @@ class AsyncCometApiClient:
         return EditOutcome(streamed.created, streamed.usage, request_id, images, retries)
 
     async def _download(
-        self, item: ImageUrl, index: int, slot: int, sink: ImageSink, request_id: str | None
+        self,
+        item: ImageUrl,
+        index: int,
+        slot: int,
+        sink: ImageSink,
+        request_id: str | None,
+        *,
+        label: str | None = None,
     ) -> WrittenImage:
-        label = f"data[{index}].url"
+        """Stream an output the server returned as a URL into ``sink``, checked as the hook does.
+
+        :param label: the item being edited, named in the log of every attempt.
+        """
+        what = f"data[{index}].url"
         url = item.url
         for _ in range(MAX_REDIRECTS + 1):
             await asyncio.to_thread(
                 check_download_url,
                 url,
                 allow_private=self.settings.allow_private_urls,
-                label=label,
+                label=what,
             )
-            response, _ = await self._send("GET", url, authenticated=False)
+            response, _ = await self._send("GET", url, authenticated=False, label=label)
             target = redirect_target(url, response.status_code, response.headers)
             if target is None:
                 break
             await response.aclose()
             url = target
         else:
-            raise CometAPIBadResponseError(f"{label} redirects more than {MAX_REDIRECTS} times.")
-        copy = DownloadCopy(sink, slot, f"the download of {label}", request_id, MAX_DOWNLOAD_BYTES)
+            raise CometAPIBadResponseError(f"{what} redirects more than {MAX_REDIRECTS} times.")
+        copy = DownloadCopy(sink, slot, f"the download of {what}", request_id, MAX_DOWNLOAD_BYTES)
         await self._pump(response, copy.feed)
         await asyncio.to_thread(copy.finish)
         return WrittenImage(slot, copy.mime_type, copy.size, item.revised_prompt, item.url)
@@ -136,9 +168,12 @@ class AsyncCometApiClient:
             await response.aclose()
 
     async def _send(
-        self, method: str, url: str, *, authenticated: bool, **kwargs: Any
+        self, method: str, url: str, *, authenticated: bool, label: str | None, **kwargs: Any
     ) -> tuple[httpx.Response, int]:
-        """Send with the retry rules; return a streaming 2xx response and the retries it took."""
+        """Send with the retry rules; return a streaming 2xx response and the retries it took.
+
+        :param label: the item the call is for, named in the log of every attempt.
+        """
         import httpx
 
         settings = self.settings
@@ -149,9 +184,10 @@ class AsyncCometApiClient:
         headers = dict(kwargs.pop("headers", {}))
         if authenticated:
             headers["Authorization"] = f"Bearer {settings.api_key}"
+        call = CallLog.of(method, url, settings.base_url, authenticated=authenticated, label=label)
         retries = 0
         while True:
-            log.info("CometAPI %s attempt %d of %d", method, retries + 1, policy.max_retries + 1)
+            log.info(*call.attempt(retries + 1, policy.max_retries + 1))
             request = self._client.build_request(method, url, headers=headers, **kwargs)
             try:
                 response = await self._client.send(request, stream=True)
@@ -177,7 +213,7 @@ class AsyncCometApiClient:
                         secrets=(settings.api_key,),
                         note=give_up_note(decision.wait_too_long, decision.reason, retries),
                     )
-            log.info("CometAPI %s: %s; retrying in %.2f s", method, decision.reason, decision.wait)
+            log.info(*call.retry(decision.reason, decision.wait))
             await self._sleep(decision.wait)
             retries += 1
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 
 import pytest
 
+import airflow_provider_cometapi
 from airflow_provider_cometapi.api.request import build_edit_request
 from airflow_provider_cometapi.api.sinks import MemorySink
+from airflow_provider_cometapi.api.wire import PRODUCT
 from airflow_provider_cometapi.exceptions import CometAPIError
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 from airflow_provider_cometapi.hooks.cometapi_async import AsyncCometApiClient
@@ -79,3 +82,56 @@ def test_sync_and_async_transports_agree(
 
     assert asynchronous == sync
     assert len(cometapi_emulator.requests) == 2 * sync_requests
+
+
+async def run_async(settings, request, **options):
+    """``run_edit`` through a fresh async client, closed afterwards."""
+    client = AsyncCometApiClient(settings)
+    try:
+        return await client.run_edit(request, MemorySink(), **options)
+    finally:
+        await client.aclose()
+
+
+def test_both_transports_log_the_same_attempt_lines_naming_the_item(
+    cometapi_conn, cometapi_emulator, no_sleeping, capfd, caplog
+):
+    cometapi_emulator.set_fault("status=429;retry_after=0;times=1")  # once per Idempotency-Key
+    caplog.set_level(logging.INFO, logger="airflow_provider_cometapi")
+    request = build_edit_request(image_bytes(), "Add a ribbon", model="gpt-image-2")
+    expected = [
+        "CometAPI POST /v1/images/edits for b3.png: attempt 1 of 3",
+        "CometAPI POST /v1/images/edits for b3.png: HTTP 429; retrying in 0.00 s",
+        "CometAPI POST /v1/images/edits for b3.png: attempt 2 of 3",
+    ]
+
+    with CometApiHook() as hook:
+        hook.run_edit(request, MemorySink(), label="b3.png")
+        asyncio.run(run_async(hook.settings, request, label="b3.png"))
+
+    printed = capfd.readouterr().out  # the hook logs through Airflow's structlog
+    where = [printed.find(line) for line in expected]
+    assert -1 not in where, printed
+    assert where == sorted(where)
+    async_lines = [r.getMessage() for r in caplog.records if r.name.endswith("cometapi_async")]
+    assert async_lines == expected
+
+
+def test_each_transport_names_itself_after_the_product_and_makes_a_key(
+    cometapi_conn, cometapi_emulator
+):
+    request = build_edit_request(image_bytes(), "Add a ribbon", model="gpt-image-2")
+
+    with CometApiHook() as hook:
+        hook.run_edit(request, MemorySink())
+        asyncio.run(run_async(hook.settings, request))
+
+    sync, asynchronous = cometapi_emulator.requests
+    agents = [r["headers"]["user-agent"] for r in (sync, asynchronous)]
+    assert agents == [f"{PRODUCT} requests", f"{PRODUCT} httpx"]
+    assert (
+        agents[0].split()[0] == f"airflow-provider-cometapi/{airflow_provider_cometapi.__version__}"
+    )
+    keys = [r["idempotency_key"] for r in (sync, asynchronous)]
+    assert keys[0] != keys[1]
+    assert all(key.startswith("airflow-cometapi-") for key in keys)
