@@ -53,7 +53,10 @@ class ImageEditResult:
 
 @dataclass(frozen=True)
 class WrittenImage:
-    """One output written into a sink: its slot there, its type and size, never its bytes."""
+    """One output written into a sink: its slot there, its type and size, never its bytes.
+
+    The streaming decoder makes one per ``b64_json`` value; a downloaded output also keeps its URL.
+    """
 
     slot: int
     mime_type: str

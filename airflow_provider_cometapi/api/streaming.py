@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_cometapi.api.images import sniff_mime_type
+from airflow_provider_cometapi.api.results import WrittenImage
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError
 
 if TYPE_CHECKING:
@@ -56,22 +57,12 @@ class ImageUrl:
 
 
 @dataclass(frozen=True)
-class StreamedImage:
-    """One b64_json output, decoded into the writer opened for it."""
-
-    slot: int
-    mime_type: str
-    size: int
-    revised_prompt: str | None = None
-
-
-@dataclass(frozen=True)
 class StreamedEdit:
     """A 200 body, decoded: images already written, URLs still to download, in ``data`` order."""
 
     created: int
     usage: dict[str, Any]
-    outputs: list[StreamedImage | ImageUrl]
+    outputs: list[WrittenImage | ImageUrl]
 
 
 class StreamedEditDecoder:
@@ -99,7 +90,7 @@ class StreamedEditDecoder:
         self._value: _Base64Value | None = None
         self._next_slot = 0
         self._opened: list[int] = []
-        self._images: dict[int, StreamedImage] = {}
+        self._images: dict[int, WrittenImage] = {}
         self._placeholders: dict[str, int] = {}
         self._nonce = secrets.token_hex(8)
         self._received = 0
@@ -205,7 +196,7 @@ class StreamedEditDecoder:
         else:
             if value.writer is not None:
                 value.writer.close()
-            self._images[value.slot] = StreamedImage(value.slot, value.mime_type, value.size)
+            self._images[value.slot] = WrittenImage(value.slot, value.mime_type, value.size)
             text = f"\x00b64_json:{self._nonce}:{value.slot}"
             self._placeholders[text] = value.slot
             self._keep(json.dumps(text).encode())
@@ -298,7 +289,7 @@ class StreamedEditDecoder:
             outputs=outputs,
         )
 
-    def _output(self, item: Any, index: int) -> StreamedImage | ImageUrl:
+    def _output(self, item: Any, index: int) -> WrittenImage | ImageUrl:
         if not isinstance(item, dict):
             raise self._bad(f"data[{index}] is not an object")
         revised = item.get("revised_prompt")
@@ -313,7 +304,7 @@ class StreamedEditDecoder:
             return ImageUrl(url=url, revised_prompt=revised_prompt)
         raise self._bad(f"data[{index}] has neither 'b64_json' nor 'url'")
 
-    def _inline(self, encoded: str, index: int) -> StreamedImage:
+    def _inline(self, encoded: str, index: int) -> WrittenImage:
         """A value the scanner did not see (its key spelled with ``\\u`` escapes): decode it now."""
         what = f"data[{index}].b64_json"
         try:
@@ -328,7 +319,7 @@ class StreamedEditDecoder:
         self._opened.append(slot)
         writer.write(data)
         writer.close()
-        return StreamedImage(slot, mime_type, len(data))
+        return WrittenImage(slot, mime_type, len(data))
 
     # --- errors --------------------------------------------------------------------------------
 

@@ -259,9 +259,7 @@ class CometApiHook(BaseHook):
                 )
                 next_slot += 1
             else:
-                images.append(
-                    WrittenImage(item.slot, item.mime_type, item.size, item.revised_prompt)
-                )
+                images.append(item)
         self.log.info(
             "CometAPI edit done: %d image(s), %s total tokens, request id %s",
             len(images),

@@ -111,9 +111,7 @@ class AsyncCometApiClient:
                 )
                 next_slot += 1
             else:
-                images.append(
-                    WrittenImage(item.slot, item.mime_type, item.size, item.revised_prompt)
-                )
+                images.append(item)
         return EditOutcome(streamed.created, streamed.usage, request_id, images, retries)
 
     async def _download(

@@ -17,12 +17,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from airflow_provider_cometapi.api.response import ImageUrl, parse_edit_body
-from airflow_provider_cometapi.api.results import EditedImage
+from airflow_provider_cometapi.api.results import EditedImage, WrittenImage
 from airflow_provider_cometapi.api.streaming import (
     MAX_SKELETON_BYTES,
     StreamedEdit,
     StreamedEditDecoder,
-    StreamedImage,
 )
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError
 
@@ -131,9 +130,9 @@ def test_realistic_body_decodes_identically_at_any_chunk_size(chunk_size):
         created=1713833628,
         usage=USAGE,
         outputs=[
-            StreamedImage(0, "image/png", len(IMAGES["PNG"]), 'a "red" fox, b64_json: no'),
-            StreamedImage(1, "image/jpeg", len(IMAGES["JPEG"])),
-            StreamedImage(2, "image/webp", len(IMAGES["WEBP"]), "ünïcode ✓"),
+            WrittenImage(0, "image/png", len(IMAGES["PNG"]), 'a "red" fox, b64_json: no'),
+            WrittenImage(1, "image/jpeg", len(IMAGES["JPEG"])),
+            WrittenImage(2, "image/webp", len(IMAGES["WEBP"]), "ünïcode ✓"),
         ],
     )
     assert recorder.data() == {0: IMAGES["PNG"], 1: IMAGES["JPEG"], 2: IMAGES["WEBP"]}
@@ -218,7 +217,7 @@ def test_escaped_slashes_in_base64_are_decoded():
     for chunk_size in (None, 1, 3):
         edit, recorder = decode(body, chunk_size)
         assert recorder.data() == {0: image}
-        assert edit.outputs == [StreamedImage(0, "image/png", len(image))]
+        assert edit.outputs == [WrittenImage(0, "image/png", len(image))]
 
 
 def test_whitespace_around_the_colon_is_allowed():
@@ -239,7 +238,7 @@ def test_b64_json_as_a_string_value_is_not_a_key():
 
     for chunk_size in (None, 1, 5):
         edit, recorder = decode(body, chunk_size)
-        assert edit.outputs == [StreamedImage(0, "image/jpeg", len(IMAGES["JPEG"]))]
+        assert edit.outputs == [WrittenImage(0, "image/jpeg", len(IMAGES["JPEG"]))]
         assert recorder.data() == {0: IMAGES["JPEG"]}
 
 
@@ -266,9 +265,9 @@ def test_mixed_url_and_b64_outputs_keep_data_order():
 
     assert edit.outputs == [
         ImageUrl("https://cdn.example/0.png"),
-        StreamedImage(0, "image/webp", len(IMAGES["WEBP"])),
+        WrittenImage(0, "image/webp", len(IMAGES["WEBP"])),
         ImageUrl("https://cdn.example/2.png"),
-        StreamedImage(1, "image/png", len(IMAGES["PNG"])),
+        WrittenImage(1, "image/png", len(IMAGES["PNG"])),
     ]
     assert recorder.data() == {0: IMAGES["WEBP"], 1: IMAGES["PNG"]}
 
@@ -481,6 +480,6 @@ def test_a_big_body_streams_in_flat_memory():
         tracemalloc.stop()
 
     assert [writer.size for writer in writers] == sizes
-    assert [image.size for image in edit.outputs if isinstance(image, StreamedImage)] == sizes
+    assert [image.size for image in edit.outputs if isinstance(image, WrittenImage)] == sizes
     assert peak < 10 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
     assert elapsed < 5, f"{elapsed:.2f} s"
