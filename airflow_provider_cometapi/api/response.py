@@ -1,15 +1,12 @@
-"""Read the server's answers: a successful edit, or an error body turned into a typed error."""
+"""Read the server's answers: the request id, the type of output bytes, error bodies as errors."""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.images import sniff_mime_type
-from airflow_provider_cometapi.api.results import EditedImage
-from airflow_provider_cometapi.api.streaming import ImageUrl, StreamedEditDecoder
 from airflow_provider_cometapi.api.streaming import bad_response as _bad
 from airflow_provider_cometapi.api.text import excerpt
 from airflow_provider_cometapi.exceptions import CometAPIError, error_class_for_status
@@ -22,15 +19,6 @@ MAX_MESSAGE_CHARS = 300
 _TITLE = re.compile(rb"<title>(.*?)</title>|<h1>(.*?)</h1>", re.IGNORECASE | re.DOTALL)
 
 
-@dataclass(frozen=True)
-class ParsedEdit:
-    """A 200 body, parsed: outputs are either decoded images or URLs still to download."""
-
-    created: int
-    usage: dict[str, Any]
-    outputs: list[EditedImage | ImageUrl]
-
-
 def request_id_from(headers: Mapping[str, str]) -> str | None:
     """The request id the server sent, if any."""
     for name in REQUEST_ID_HEADERS:
@@ -38,30 +26,6 @@ def request_id_from(headers: Mapping[str, str]) -> str | None:
         if value:
             return value[:200]
     return None
-
-
-def parse_edit_body(body: bytes, request_id: str | None) -> ParsedEdit:
-    """Parse a 200 edit response body; raise ``CometAPIBadResponseError`` if it is unusable."""
-    buffers: dict[int, _MemoryWriter] = {}
-
-    def open_writer(slot: int, mime_type: str) -> _MemoryWriter:
-        buffers[slot] = _MemoryWriter()
-        return buffers[slot]
-
-    decoder = StreamedEditDecoder(open_writer, request_id)
-    decoder.feed(body)
-    streamed = decoder.finish()
-    outputs: list[EditedImage | ImageUrl] = [
-        item
-        if isinstance(item, ImageUrl)
-        else EditedImage(
-            data=b"".join(buffers[item.slot].parts),
-            mime_type=item.mime_type,
-            revised_prompt=item.revised_prompt,
-        )
-        for item in streamed.outputs
-    ]
-    return ParsedEdit(created=streamed.created, usage=streamed.usage, outputs=outputs)
 
 
 def decode_image_bytes(data: bytes, what: str, request_id: str | None) -> str:
@@ -151,17 +115,3 @@ def _error_details(body: bytes, secrets: tuple[str, ...]) -> tuple[str, str | No
         )
         return clean(f"an HTML error page{': ' + title if title else ''}"), None, None
     return clean(head.decode("utf-8", "replace")), None, None
-
-
-class _MemoryWriter:
-    """Keeps one decoded output in memory."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes, /) -> object:
-        self.parts.append(data)
-        return None
-
-    def close(self) -> None:
-        """Nothing to release."""

@@ -15,11 +15,7 @@ from airflow_provider_cometapi.api.request import (
     EditRequest,
     build_edit_request,
 )
-from airflow_provider_cometapi.api.response import (
-    ImageUrl,
-    error_from_response,
-    request_id_from,
-)
+from airflow_provider_cometapi.api.response import error_from_response, request_id_from
 from airflow_provider_cometapi.api.results import (
     EditedImage,
     EditOutcome,
@@ -29,7 +25,7 @@ from airflow_provider_cometapi.api.results import (
 from airflow_provider_cometapi.api.retry import RetryPolicy
 from airflow_provider_cometapi.api.settings import CometApiSettings, masked_settings
 from airflow_provider_cometapi.api.sinks import DownloadCopy, ImageSink, MemorySink
-from airflow_provider_cometapi.api.streaming import StreamedEditDecoder
+from airflow_provider_cometapi.api.streaming import ImageUrl, StreamedEditDecoder
 from airflow_provider_cometapi.api.urls import (
     MAX_REDIRECTS,
     accepted,

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.failures import Failure, failure_error, give_up_note
 from airflow_provider_cometapi.api.request import EDIT_PATH
-from airflow_provider_cometapi.api.response import ImageUrl, error_from_response, request_id_from
+from airflow_provider_cometapi.api.response import error_from_response, request_id_from
 from airflow_provider_cometapi.api.results import EditOutcome, WrittenImage
 from airflow_provider_cometapi.api.retry import RetryPolicy
 from airflow_provider_cometapi.api.settings import masked_settings
 from airflow_provider_cometapi.api.sinks import DownloadCopy
-from airflow_provider_cometapi.api.streaming import StreamedEditDecoder
+from airflow_provider_cometapi.api.streaming import ImageUrl, StreamedEditDecoder
 from airflow_provider_cometapi.api.urls import (
     MAX_REDIRECTS,
     accepted,

@@ -16,14 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from airflow_provider_cometapi.api.response import ImageUrl, parse_edit_body
-from airflow_provider_cometapi.api.results import EditedImage, WrittenImage
+from airflow_provider_cometapi.api.results import WrittenImage
 from airflow_provider_cometapi.api.streaming import (
     MAX_SKELETON_BYTES,
+    ImageUrl,
     StreamedEdit,
     StreamedEditDecoder,
 )
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError
+from tests.decoding import decode_in_memory
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -280,17 +281,17 @@ def test_missing_created_and_usage_default_to_zero_and_empty():
     assert (edit.created, edit.usage) == (0, {})
 
 
-def test_parse_edit_body_returns_the_decoded_images_in_memory():
-    parsed = parse_edit_body(REALISTIC_BODY, "req-1")
+def test_a_body_decodes_into_a_memory_sink():
+    edit, sink = decode_in_memory(REALISTIC_BODY, "req-1")
 
-    assert all(isinstance(image, EditedImage) for image in parsed.outputs)
-    assert [(image.data, image.mime_type) for image in parsed.outputs] == [
+    assert all(isinstance(image, WrittenImage) for image in edit.outputs)
+    assert [(sink.data(image.slot), image.mime_type) for image in edit.outputs] == [
         (IMAGES["PNG"], "image/png"),
         (IMAGES["JPEG"], "image/jpeg"),
         (IMAGES["WEBP"], "image/webp"),
     ]
-    assert parsed.usage == USAGE
-    assert parsed.created == 1713833628
+    assert edit.usage == USAGE
+    assert edit.created == 1713833628
 
 
 # --- errors ------------------------------------------------------------------------------------

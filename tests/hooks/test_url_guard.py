@@ -79,8 +79,8 @@ def redirector():
 
 
 def download(url):
-    from airflow_provider_cometapi.api.response import ImageUrl
     from airflow_provider_cometapi.api.sinks import MemorySink
+    from airflow_provider_cometapi.api.streaming import ImageUrl
 
     sink = MemorySink()
     with CometApiHook() as hook:

@@ -23,14 +23,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from airflow_provider_cometapi.api.images import ImagePart, check_image, check_mask
-from airflow_provider_cometapi.api.response import ParsedEdit, error_from_response, parse_edit_body
-from airflow_provider_cometapi.api.results import EditedImage
+from airflow_provider_cometapi.api.response import error_from_response
+from airflow_provider_cometapi.api.results import WrittenImage
 from airflow_provider_cometapi.api.retry import (
     MAX_BACKOFF,
     RetryPolicy,
     retry_after_seconds,
 )
-from airflow_provider_cometapi.api.streaming import ImageUrl
+from airflow_provider_cometapi.api.streaming import ImageUrl, StreamedEdit
 from airflow_provider_cometapi.exceptions import (
     CometAPIBadResponseError,
     CometAPIError,
@@ -38,6 +38,7 @@ from airflow_provider_cometapi.exceptions import (
 )
 from airflow_provider_cometapi.storage.paths import URI
 from airflow_provider_cometapi.storage.sources import read_source
+from tests.decoding import decode_in_memory
 from tests.settings import PLANTED_KEY
 
 FAST = settings(max_examples=150, deadline=1000, database=None)
@@ -398,18 +399,21 @@ EDIT_BODIES = st.one_of(
 @SLOW
 @given(body=EDIT_BODIES, request_id=st.none() | st.text(max_size=20))
 def test_a_200_body_is_an_edit_or_a_bad_response_error(body, request_id):
-    parsed, error = bounded(parse_edit_body, body, request_id, seconds=0.5)
+    decoded, error = bounded(decode_in_memory, body, request_id, seconds=0.5)
 
     if error is not None:
         assert type(error) is CometAPIBadResponseError
         assert error.request_id == request_id
         return
-    assert isinstance(parsed, ParsedEdit)
-    assert parsed.outputs
-    for output in parsed.outputs:
-        assert isinstance(output, ImageUrl | EditedImage)
-        if isinstance(output, EditedImage):
-            assert output.data.startswith(PNG_SIGNATURE) or output.mime_type != "image/png"
+    edit, sink = decoded
+    assert isinstance(edit, StreamedEdit)
+    assert edit.outputs
+    for output in edit.outputs:
+        assert isinstance(output, ImageUrl | WrittenImage)
+        if isinstance(output, WrittenImage):
+            data = sink.data(output.slot)
+            assert len(data) == output.size
+            assert data.startswith(PNG_SIGNATURE) or output.mime_type != "image/png"
 
 
 # --- operator inputs -----------------------------------------------------------------------
