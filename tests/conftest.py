@@ -48,6 +48,19 @@ def edits_sent_by(cometapi_emulator):
     return sent_by
 
 
+@pytest.fixture
+def no_sleeping(monkeypatch):
+    """Retry waits of both transports return at once: the waits are all that is not real."""
+    from airflow_provider_cometapi.hooks.cometapi import CometApiHook
+    from airflow_provider_cometapi.hooks.cometapi_async import AsyncCometApiClient
+
+    async def no_wait(_seconds):
+        return None
+
+    monkeypatch.setattr(CometApiHook, "_sleep", staticmethod(lambda _seconds: None))
+    monkeypatch.setattr(AsyncCometApiClient, "_sleep", staticmethod(no_wait))
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
     """Airflow's own SQLite metadata database, created once for the session."""

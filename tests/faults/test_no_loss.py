@@ -85,15 +85,6 @@ def two_mb_png() -> bytes:
 
 
 @pytest.fixture
-def no_sleeping(monkeypatch):
-    async def no_wait(_seconds):
-        return None
-
-    monkeypatch.setattr(CometApiHook, "_sleep", staticmethod(lambda _seconds: None))
-    monkeypatch.setattr(AsyncCometApiClient, "_sleep", staticmethod(no_wait))
-
-
-@pytest.fixture
 def serve_raw(monkeypatch):
     """Start a ``RawServer`` and point ``cometapi_default`` at it; stop it, leaving no thread."""
     servers: list[RawServer] = []

@@ -48,15 +48,6 @@ def summary(run):
     return ("ok", outcome.retries, images, outcome.usage)
 
 
-@pytest.fixture
-def no_sleeping(monkeypatch):
-    async def no_wait(_seconds):
-        return None
-
-    monkeypatch.setattr(CometApiHook, "_sleep", staticmethod(lambda _seconds: None))
-    monkeypatch.setattr(AsyncCometApiClient, "_sleep", staticmethod(no_wait))
-
-
 @pytest.mark.parametrize(("fault", "options"), CASES.values(), ids=CASES.keys())
 def test_sync_and_async_transports_agree(
     cometapi_conn, cometapi_emulator, no_sleeping, fault, options
