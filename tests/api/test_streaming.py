@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import random
-import time
 import tracemalloc
 
 import pytest
@@ -441,7 +440,7 @@ def test_a_skeleton_over_one_mib_is_refused_while_streaming():
     assert decoder.opened_slots == ()
 
 
-# --- memory and speed --------------------------------------------------------------------------
+# --- memory ------------------------------------------------------------------------------------
 
 
 class CountingWriter:
@@ -470,12 +469,10 @@ def test_a_big_body_streams_in_flat_memory():
     chunk = 256 * 1024
     tracemalloc.start()
     try:
-        started = time.perf_counter()
         decoder = StreamedEditDecoder(open_writer)
         for start in range(0, len(body), chunk):
             decoder.feed(body[start : start + chunk])
         edit = decoder.finish()
-        elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -483,4 +480,3 @@ def test_a_big_body_streams_in_flat_memory():
     assert [writer.size for writer in writers] == sizes
     assert [image.size for image in edit.outputs if isinstance(image, WrittenImage)] == sizes
     assert peak < 10 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
-    assert elapsed < 5, f"{elapsed:.2f} s"
