@@ -16,8 +16,9 @@ PRODUCT = f"airflow-provider-cometapi/{__version__}"
 """The first token of every User-Agent."""
 DOWNLOAD = "download"
 """How the log names a request for an output URL (never the URL: it may carry a signature)."""
-ATTEMPT_FORMAT = "CometAPI %s %s%s: attempt %d of %d"
-RETRY_FORMAT = "CometAPI %s %s%s: %s; retrying in %.2f s"
+CALL_FORMAT = "CometAPI %s %s"
+"""A call in the log: method and path; ``CALL_FOR_FORMAT`` adds the item it is for."""
+CALL_FOR_FORMAT = "CometAPI %s %s for %s"
 
 
 def user_agent(transport: str) -> str:
@@ -60,12 +61,13 @@ class CallLog:
 
     def attempt(self, number: int, attempts: int) -> tuple[object, ...]:
         """The log line announcing attempt ``number`` of ``attempts``."""
-        return (ATTEMPT_FORMAT, self.method, self.path, self._for, number, attempts)
+        return self._line(": attempt %d of %d", number, attempts)
 
     def retry(self, reason: str, wait: float) -> tuple[object, ...]:
         """The log line saying why the call is retried, and after how many seconds."""
-        return (RETRY_FORMAT, self.method, self.path, self._for, reason, wait)
+        return self._line(": %s; retrying in %.2f s", reason, wait)
 
-    @property
-    def _for(self) -> str:
-        return f" for {excerpt(self.label)}" if self.label else ""
+    def _line(self, tail: str, *values: object) -> tuple[object, ...]:
+        if self.label:
+            return (CALL_FOR_FORMAT + tail, self.method, self.path, excerpt(self.label), *values)
+        return (CALL_FORMAT + tail, self.method, self.path, *values)
