@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from airflow.exceptions import AirflowException
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class CometAPIError(AirflowException):
@@ -34,20 +39,41 @@ class CometAPIError(AirflowException):
             context.append(f"request id {self.request_id}")
         return f"{self.message} ({', '.join(context)})" if context else self.message
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        """Pickle with the keyword attributes, so errors cross process boundaries intact."""
-        kwargs = {
-            "status": self.status,
-            "request_id": self.request_id,
-            "server_message": self.server_message,
-            "param": self.param,
-            "code": self.code,
+    def to_dict(self) -> dict[str, Any]:
+        """The error as JSON: its class name, message, status, request id, param and code."""
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            **{name: getattr(self, name) for name in _DETAILS},
         }
-        return _rebuild, (type(self), self.message, kwargs)
+
+    @classmethod
+    def from_dict(cls, described: Mapping[str, Any]) -> CometAPIError:
+        """The error ``to_dict`` described, as its own class (``CometAPIError`` if unknown)."""
+        error_class = _CLASSES.get(str(described.get("type")), CometAPIError)
+        details = {name: described.get(name) for name in _DETAILS}
+        return error_class(str(described.get("message", "")), **details)
+
+    @staticmethod
+    def describe(error: BaseException) -> dict[str, Any]:
+        """Any error as the JSON ``to_dict`` gives; other exceptions keep their class name."""
+        if isinstance(error, CometAPIError):
+            return error.to_dict()
+        return {"type": type(error).__name__, "message": str(error), **dict.fromkeys(_DETAILS)}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle through ``to_dict``, so errors cross process boundaries intact."""
+        return CometAPIError.from_dict, (self.to_dict(),)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _CLASSES[cls.__name__] = cls
 
 
-def _rebuild(cls: type[CometAPIError], message: str, kwargs: dict) -> CometAPIError:
-    return cls(message, **kwargs)
+_DETAILS = ("status", "request_id", "server_message", "param", "code")
+"""The keyword attributes every error carries besides its message."""
+_CLASSES: dict[str, type[CometAPIError]] = {"CometAPIError": CometAPIError}
+"""Every error class by name, filled as classes are defined: what ``from_dict`` can rebuild."""
 
 
 class CometAPIValidationError(CometAPIError, ValueError):
@@ -107,18 +133,3 @@ def error_class_for_status(status: int) -> type[CometAPIError]:
     if 400 <= status < 500:
         return CometAPIBadRequestError
     return CometAPIBadResponseError
-
-
-def rebuild_error(described: dict) -> CometAPIError:
-    """Turn an error described as JSON (``type``, ``message``, …) back into its class."""
-    cls = globals().get(str(described.get("type")))
-    if not (isinstance(cls, type) and issubclass(cls, CometAPIError)):
-        cls = CometAPIError
-    return cls(
-        str(described.get("message", "")),
-        status=described.get("status"),
-        request_id=described.get("request_id"),
-        param=described.get("param"),
-        server_message=described.get("server_message"),
-        code=described.get("code"),
-    )

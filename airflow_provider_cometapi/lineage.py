@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from airflow_provider_cometapi.storage.paths import URI
-from airflow_provider_cometapi.storage.sources import GLOB, stored_location
+from airflow_provider_cometapi.storage.sources import GLOB
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -33,12 +33,6 @@ def dataset_name(location: str) -> tuple[str, str]:
     if not bucket:
         return parts.scheme, path
     return f"{parts.scheme}://{bucket}", path.lstrip("/")
-
-
-def stored_locations(values: Iterable[Any]) -> list[str]:
-    """The paths and URIs among ``values`` (in-memory inputs have none), each once."""
-    found = (stored_location(value) for value in values if value is not None)
-    return list(dict.fromkeys(location for location in found if location))
 
 
 def operator_lineage(inputs: Iterable[str], outputs: Iterable[str]) -> OperatorLineage:

@@ -46,9 +46,10 @@ def child() -> None:
     ``sys.argv``: the input folder, a work folder for the outputs.
     """
     import asyncio
-    from dataclasses import asdict
 
-    from airflow_provider_cometapi.editing import EditParams, ItemPlan
+    from airflow_provider_cometapi.api.request import EditParams
+    from airflow_provider_cometapi.pipeline.plans import ItemPlan
+    from airflow_provider_cometapi.storage.sources import StoredSource
     from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
 
     inbox, work = Path(sys.argv[1]), Path(sys.argv[2])
@@ -57,17 +58,16 @@ def child() -> None:
 
     def trigger(count: int, output: str) -> CometImageEditTrigger:
         items = [
-            asdict(
-                ItemPlan(
-                    sources=[str(path)],
+            {
+                "plan": ItemPlan(
+                    sources=[StoredSource(str(path))],
                     mask=None,
-                    source_conn_id=None,
                     output_path=output,
                     output_conn_id=None,
                     map_index=slot,
                     label=str(path),
-                )
-            )
+                ).to_json()
+            }
             for slot, path in enumerate(sources[:count])
         ]
         return CometImageEditTrigger(

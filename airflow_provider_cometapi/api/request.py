@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from airflow_provider_cometapi.api.images import (
@@ -53,6 +53,54 @@ class EditRequest:
         return parts
 
 
+@dataclass(frozen=True)
+class EditParams:
+    """Every edit parameter but the images: the one list the hook, operators and trigger share.
+
+    JSON-friendly, so it travels to the triggerer as ``to_dict()``.
+    """
+
+    prompt: str
+    model: str
+    n: int | None = None
+    quality: str | None = None
+    size: str | None = None
+    output_format: str | None = None
+    response_format: str | None = None
+    extra_fields: dict[str, Any] | None = None
+
+    def checked(self) -> EditParams:
+        """These parameters with ``n`` as a number; raise ``CometAPIValidationError`` on the
+        first fault, naming the field. The one place the parameters are checked."""
+        self.form_fields()
+        return replace(
+            self,
+            n=check_n(self.n) if self.n is not None else None,
+            extra_fields=dict(self.extra_fields) if self.extra_fields else None,
+        )
+
+    def form_fields(self) -> list[tuple[str, str]]:
+        """The checked text fields, in the order they are sent."""
+        fields = [("prompt", check_prompt(self.prompt)), ("model", _check_model(self.model))]
+        if self.n is not None:
+            fields.append(("n", str(check_n(self.n))))
+        for name, value, options in (
+            ("quality", self.quality, QUALITIES),
+            ("response_format", self.response_format, RESPONSE_FORMATS),
+            ("output_format", self.output_format, OUTPUT_FORMATS),
+        ):
+            if value is not None:
+                fields.append((name, check_choice(name, value, options)))
+        if self.size is not None:
+            fields.append(("size", check_size(self.size)))
+        fields.extend(_extra(self.extra_fields))
+        return fields
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters as a plain dict."""
+        return asdict(self)
+
+
 def build_edit_request(
     image: ImageInput | Sequence[ImageInput],
     prompt: str,
@@ -67,27 +115,32 @@ def build_edit_request(
     extra_fields: Mapping[str, Any] | None = None,
 ) -> EditRequest:
     """Check every argument and input file; raise ``CometAPIValidationError`` on the first fault."""
-    fields = [("prompt", check_prompt(prompt)), ("model", _check_model(model))]
-    if n is not None:
-        fields.append(("n", str(check_n(n))))
-    for name, value, options in (
-        ("quality", quality, QUALITIES),
-        ("response_format", response_format, RESPONSE_FORMATS),
-        ("output_format", output_format, OUTPUT_FORMATS),
-    ):
-        if value is not None:
-            fields.append((name, check_choice(name, value, options)))
-    if size is not None:
-        fields.append(("size", check_size(size)))
-    fields.extend(_extra(extra_fields))
+    params = EditParams(
+        prompt=prompt,
+        model=model,
+        n=n,
+        quality=quality,
+        size=size,
+        output_format=output_format,
+        response_format=response_format,
+        extra_fields=dict(extra_fields) if isinstance(extra_fields, Mapping) else extra_fields,
+    )
+    return edit_request(image, params, mask=mask)
+
+
+def edit_request(
+    image: ImageInput | Sequence[ImageInput], params: EditParams, *, mask: ImageInput | None = None
+) -> EditRequest:
+    """The checked request for ``params`` and these images (read already) and mask."""
+    fields = params.form_fields()
     images = [check_image(*read_image_input(item, "image"), "image") for item in _as_list(image)]
     mask_part = check_mask(*read_image_input(mask, "mask"), images[0]) if mask is not None else None
     return EditRequest(
         fields=fields,
         images=images,
         mask=mask_part,
-        model=model,
-        response_format=response_format,
+        model=params.model,
+        response_format=params.response_format,
     )
 
 

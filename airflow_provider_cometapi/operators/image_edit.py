@@ -1,31 +1,31 @@
-"""Operators that read images, edit them with CometAPI and write the outputs back."""
+"""Operators that read images, edit them with CometAPI and write the outputs back.
+
+Each reads as arguments → plans → runner → XComs: the item pipeline (``pipeline/``) does the
+reading, sending, writing and accounting, on the worker or, deferred, on the triggerer.
+"""
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_cometapi.exceptions import (
-    CometAPIBatchError,
-    CometAPIValidationError,
-    rebuild_error,
-)
+from airflow_provider_cometapi.exceptions import CometAPIBatchError, CometAPIValidationError
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from contextlib import AbstractContextManager
+    from collections.abc import Sequence
 
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
-    from airflow_provider_cometapi.editing import BatchProgress, EditParams, ItemPlan
+    from airflow_provider_cometapi.api.request import EditParams
+    from airflow_provider_cometapi.pipeline.plans import ItemPlan
+    from airflow_provider_cometapi.pipeline.records import ItemResult
+    from airflow_provider_cometapi.pipeline.runners import Work
+    from airflow_provider_cometapi.storage.sources import Source
 
 ON_ITEM_FAILURE = ("fail", "continue")
 
@@ -37,7 +37,7 @@ def _default_deferrable() -> bool:
 
 
 class _CometImageEditBase(BaseOperator):
-    """What both operators share: edit parameters, connections, the hook, deferral."""
+    """What both operators share: edit parameters, connections, the hook, running, deferral."""
 
     template_fields: Sequence[str] = (
         "prompt",
@@ -94,35 +94,18 @@ class _CometImageEditBase(BaseOperator):
 
     def _edit_params(self) -> EditParams:
         """The checked edit parameters (cheap checks first, before reading any input)."""
-        from airflow_provider_cometapi.api.request import (
-            OUTPUT_FORMATS,
-            QUALITIES,
-            RESPONSE_FORMATS,
-            check_choice,
-            check_n,
-            check_prompt,
-            check_size,
-        )
-        from airflow_provider_cometapi.editing import EditParams
+        from airflow_provider_cometapi.api.request import EditParams
 
-        check_prompt(self.prompt)
-        for name, value, options in (
-            ("quality", self.quality, QUALITIES),
-            ("response_format", self.response_format, RESPONSE_FORMATS),
-            ("output_format", self.output_format, OUTPUT_FORMATS),
-        ):
-            if value is not None:
-                check_choice(name, value, options)
         return EditParams(
             prompt=self.prompt,
             model=self.model or self.hook.settings.default_model,
-            n=check_n(self.n) if self.n is not None else None,
+            n=self.n,
             quality=self.quality,
-            size=check_size(self.size) if self.size is not None else None,
+            size=self.size,
             output_format=self.output_format,
             response_format=self.response_format,
-            extra_fields=dict(self.extra_fields) if self.extra_fields else None,
-        )
+            extra_fields=self.extra_fields,
+        ).checked()
 
     def _check_output_path(self, params: EditParams, *, several_names: bool) -> str:
         from airflow_provider_cometapi.storage.outputs import check_output_path
@@ -135,115 +118,90 @@ class _CometImageEditBase(BaseOperator):
         check_output_path(self.output_path, n=params.n or 1, mapped=several_names)
         return self.output_path
 
-    def _plan(self, sources: list[Any], *, label: str, slot: int, output_path: str) -> ItemPlan:
-        from airflow_provider_cometapi.editing import ItemPlan
+    def _mask(self) -> Source | None:
+        from airflow_provider_cometapi.storage.sources import classify
+
+        return classify(self.mask, "mask", self.source_conn_id) if self.mask else None
+
+    def _plan(
+        self, sources: list[Source], mask: Source | None, *, slot: int, output_path: str
+    ) -> ItemPlan:
+        from airflow_provider_cometapi.pipeline.plans import ItemPlan
+        from airflow_provider_cometapi.storage.sources import label_of
 
         return ItemPlan(
             sources=sources,
-            mask=self.mask,
-            source_conn_id=self.source_conn_id,
+            mask=mask,
             output_path=output_path,
             output_conn_id=self.output_conn_id,
             map_index=slot,
-            label=label,
+            label=label_of(sources),
         )
 
-    def _run_item(
-        self,
-        hook: CometApiHook,
-        plan: ItemPlan,
-        params: EditParams,
-        in_flight: AbstractContextManager[object] | None = None,
-    ) -> dict[str, Any]:
-        """Edit one item and commit its outputs, unless a manifest proves it already done.
+    def _run(
+        self, plans: list[ItemPlan], params: EditParams, *, limit: int, on_item_failure: str
+    ) -> list[ItemResult]:
+        """Run the items on this worker."""
+        from airflow_provider_cometapi.pipeline.runners import run_in_threads
+        from airflow_provider_cometapi.storage.paths import warm_up
 
-        Any failure leaves nothing behind and raises.
-
-        :param in_flight: held while the request is on the wire (the batch's request gate).
-        """
-        from airflow_provider_cometapi.editing import (
-            fingerprint,
-            item_result,
-            manifest_record,
-            prepare_item,
-            reused_result,
-        )
-        from airflow_provider_cometapi.storage import manifests
-
-        request, sink = prepare_item(plan, params)
-        key = fingerprint(request, plan)
-        done = manifests.load_completed(sink, key)
-        if done is not None:
-            self.log.info(
-                "Not editing %s again: its outputs are complete (request %s); reusing them",
-                plan.label,
-                done.get("request_id"),
+        warm_up(plans[0].output_path, self.output_conn_id)
+        with self.hook:
+            return run_in_threads(
+                list(plans),
+                params,
+                self.hook,
+                limit=limit,
+                on_item_failure=on_item_failure,
+                log=self.log,
             )
-            return reused_result(plan.label, done)
-        try:
-            with in_flight or contextlib.nullcontext():
-                outcome = hook.run_edit(request, sink, idempotency_key=key)
-            outputs = sink.commit()
-        except BaseException:
-            sink.discard()
-            raise
-        for uri in outputs:
-            self.log.info("Wrote %s", uri)
-        result = item_result(plan.label, outputs=outputs, outcome=outcome)
-        try:
-            manifests.save(sink, key, manifest_record(result))
-        except Exception as exc:  # the outputs stand; only a retry would pay again
-            self.log.warning("Could not write the manifest of %s: %s", plan.label, exc)
-        return result
 
-    def _defer_items(
+    def _defer(
         self,
         context: Context,
         plans: list[ItemPlan],
         params: EditParams,
         *,
-        max_concurrency: int,
+        limit: int,
         on_item_failure: str,
-    ) -> None:
-        """Check every item here, stage in-memory inputs, and hand the edits to the triggerer.
-
-        An item that fails its checks fails the task at once with ``fail``; with ``continue`` it
-        is recorded as failed and the others are deferred.
-        """
-        from airflow_provider_cometapi.editing import item_result, prepare_item
+    ) -> list[ItemResult]:
+        """Check every item here in order, stage in-memory inputs, and hand the edits to the
+        triggerer. Under ``fail`` the first item that fails its checks settles every item after
+        it as not started, as on the worker. Returns the results when none is left to defer."""
+        from airflow_provider_cometapi.pipeline.item import ItemJob
+        from airflow_provider_cometapi.pipeline.records import ItemResult
         from airflow_provider_cometapi.storage.staging import stage_inputs
         from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
 
-        settled: list[dict[str, Any] | None] = []
-        for plan in plans:
-            try:
-                prepare_item(plan, params)  # reads and checks; nothing is written yet
-                settled.append(None)
-            except CometAPIValidationError as exc:
-                if on_item_failure == "fail":
-                    raise
-                settled.append(item_result(plan.label, error=exc))
-        skip = [result is not None for result in settled]
-        placed, staged = stage_inputs(plans, context, self.output_conn_id, skip)
+        work: list[Work] = []
+        for position, plan in enumerate(plans):
+            if work and isinstance(work[-1], ItemResult) and on_item_failure == "fail":
+                work.append(ItemResult.not_started(plan.label))
+                continue
+            work.append(ItemJob(position, plan, params, self.log).check() or plan)
+        if all(isinstance(item, ItemResult) for item in work):
+            return [item for item in work if isinstance(item, ItemResult)]
+        placed, staged = stage_inputs(work, context, self.output_conn_id)
         self.defer(
             trigger=CometImageEditTrigger(
-                items=[
-                    _json_plan(plan, skipped) for plan, skipped in zip(placed, skip, strict=True)
-                ],
-                settled=settled,
+                items=[_as_trigger_item(item) for item in placed],
                 staged=staged,
                 params=params.to_dict(),
                 cometapi_conn_id=self.cometapi_conn_id,
-                max_concurrency=max_concurrency,
+                max_concurrency=limit,
                 on_item_failure=on_item_failure,
             ),
             method_name="execute_complete",
         )
+        raise AssertionError("defer() always raises")  # pragma: no cover
 
-    def _cleanup_staged(self, event: dict[str, Any]) -> None:
+    def _resume(self, event: dict[str, Any]) -> list[ItemResult]:
+        """The results the triggerer sent, once the staged inputs are removed."""
+        from airflow_provider_cometapi.pipeline.records import ItemResult
         from airflow_provider_cometapi.storage.staging import remove_staged
 
         remove_staged(event.get("staged", []), self.output_conn_id)
+        return [ItemResult.from_json(item) for item in event["items"]]
 
     def _announce(self, context: Context, outputs: list[str]) -> None:
         """Remember the outputs for lineage, and attach them to each outlet Asset's event."""
@@ -255,15 +213,17 @@ class _CometImageEditBase(BaseOperator):
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra["outputs"] = as_json
 
-    def _read_locations(self) -> list[Any]:
-        """The inputs as given (before reading), whose stored locations are lineage inputs."""
+    def _inputs(self) -> list[Source]:
+        """The inputs as given (before a prefix is listed): lineage's input datasets."""
         raise NotImplementedError
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """Inputs read from storage and outputs written, as OpenLineage datasets."""
-        from airflow_provider_cometapi.lineage import operator_lineage, stored_locations
+        from airflow_provider_cometapi.lineage import operator_lineage
+        from airflow_provider_cometapi.storage.sources import stored_locations
 
-        inputs = stored_locations([*self._read_locations(), self.mask])
+        mask = self._mask()
+        inputs = stored_locations([*self._inputs(), *([mask] if mask else [])])
         return operator_lineage(inputs, self._written)
 
 
@@ -304,50 +264,41 @@ class CometImageEditOperator(_CometImageEditBase):
 
     def execute(self, context: Context) -> list[str]:
         """Read the sources, edit, write or return the outputs, and push ``usage``."""
-        from airflow_provider_cometapi.storage.sources import as_source_list
-
         params = self._edit_params()
         if not self.output_path and not self.deferrable:
             return self._execute_in_memory(context, params)
         map_index = _map_index(context)
         output_path = self._check_output_path(params, several_names=map_index >= 0)
-        plan = self._plan(
-            as_source_list(self.image, "image"),
-            label=_label(self.image),
-            slot=map_index,
-            output_path=output_path,
-        )
+        plan = self._plan(self._inputs(), self._mask(), slot=map_index, output_path=output_path)
         if self.deferrable:
-            self._defer_items(context, [plan], params, max_concurrency=1, on_item_failure="fail")
-        with self.hook:
-            result = self._run_item(self.hook, plan, params)
+            (result,) = self._defer(context, [plan], params, limit=1, on_item_failure="fail")
+        else:
+            (result,) = self._run([plan], params, limit=1, on_item_failure="fail")
         return self._finish(context, result, params)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
         """Resume after the triggerer: push the same XComs as a synchronous run."""
-        self._cleanup_staged(event)
-        (result,) = event["items"]
-        if result["error"]:
-            raise rebuild_error(result["error"])
+        (result,) = self._resume(event)
         return self._finish(context, result, self._edit_params())
 
-    def _finish(self, context: Context, result: dict[str, Any], params: EditParams) -> list[str]:
-        outputs: list[str] = result["outputs"]
+    def _finish(self, context: Context, result: ItemResult, params: EditParams) -> list[str]:
+        if result.error:
+            raise result.exception()
         self._push_usage(
             context,
-            result["usage"],
+            result.usage,
             params,
-            len(outputs),
-            result["request_id"],
-            reused=result["reused"],
+            len(result.outputs),
+            result.request_id,
+            reused=result.reused,
         )
-        self._announce(context, outputs)
-        return outputs
+        self._announce(context, result.outputs)
+        return result.outputs
 
-    def _read_locations(self) -> list[Any]:
-        from airflow_provider_cometapi.storage.sources import as_source_list
+    def _inputs(self) -> list[Source]:
+        from airflow_provider_cometapi.storage.sources import classify_all
 
-        return as_source_list(self.image, "image")
+        return classify_all(self.image, "image", self.source_conn_id)
 
     def _push_usage(
         self,
@@ -373,12 +324,14 @@ class CometImageEditOperator(_CometImageEditBase):
 
     def _execute_in_memory(self, context: Context, params: EditParams) -> list[str]:
         """No ``output_path``: return the outputs through XCom as base64, within the cap."""
-        from airflow_provider_cometapi.storage.sources import read_source, read_sources
+        from airflow_provider_cometapi.api.request import edit_request
+        from airflow_provider_cometapi.storage.sources import read_all
 
-        sources = read_sources(self.image, "image", self.source_conn_id)
-        mask = read_source(self.mask, "mask", self.source_conn_id) if self.mask else None
+        sources = read_all(self._inputs(), "image")
+        mask = self._mask()
+        request = edit_request(sources, params, mask=mask.read("mask") if mask else None)
         with self.hook:
-            result = self.hook.edit(params.request(sources, mask))
+            result = self.hook.edit(request)
         encoded_size = sum((len(image.data) + 2) // 3 * 4 for image in result.images)
         if encoded_size > self.max_xcom_bytes:
             raise CometAPIValidationError(
@@ -439,175 +392,75 @@ class CometImageEditBatchOperator(_CometImageEditBase):
             )
         params = self._edit_params()
         plans = self._plans(params)
+        limit, on_item_failure = self.max_concurrency, self.on_item_failure
         if self.deferrable:
-            self._defer_items(
-                context,
-                plans,
-                params,
-                max_concurrency=self.max_concurrency,
-                on_item_failure=self.on_item_failure,
+            results = self._defer(
+                context, plans, params, limit=limit, on_item_failure=on_item_failure
             )
-        results = self._run_all(plans, params)
+        else:
+            results = self._run(plans, params, limit=limit, on_item_failure=on_item_failure)
         return self._finish(context, results, params)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
         """Resume after the triggerer: push the same XComs as a synchronous run."""
-        self._cleanup_staged(event)
-        return self._finish(context, event["items"], self._edit_params())
+        return self._finish(context, self._resume(event), self._edit_params())
 
-    def _read_locations(self) -> list[Any]:
-        from airflow_provider_cometapi.storage.sources import as_source_list
+    def _inputs(self) -> list[Source]:
+        from airflow_provider_cometapi.storage.sources import classify_all
 
-        return as_source_list(self.sources, "sources")
+        return classify_all(self.sources, "sources", self.source_conn_id)
 
     def _plans(self, params: EditParams) -> list[ItemPlan]:
-        from airflow_provider_cometapi.storage.sources import as_source_list, expand_prefix
+        from airflow_provider_cometapi.storage.sources import (
+            as_source_list,
+            classify,
+            expand_prefix,
+        )
 
         listed = as_source_list(self.sources, "sources")
         if len(listed) == 1 and isinstance(listed[0], str):
             listed = expand_prefix(listed[0].strip(), self.source_conn_id)
         output_path = self._check_output_path(params, several_names=len(listed) > 1)
+        mask = self._mask()
         return [
-            self._plan([source], label=_label(source), slot=slot, output_path=output_path)
+            self._plan(
+                [classify(source, "image", self.source_conn_id)],
+                mask,
+                slot=slot,
+                output_path=output_path,
+            )
             for slot, source in enumerate(listed)
         ]
 
-    def _run_all(self, plans: list[ItemPlan], params: EditParams) -> list[dict[str, Any]]:
-        """Edit the items with at most ``max_concurrency`` requests in flight.
+    def _finish(self, context: Context, results: list[ItemResult], params: EditParams) -> list[str]:
+        from airflow_provider_cometapi.pipeline.records import sum_usage
 
-        Twice as many threads as requests, each with its own HTTP session: while requests are
-        on the wire, the next items are read and checked and finished ones are committed.
-        """
-        from airflow_provider_cometapi.editing import BatchProgress, item_result, not_started
-        from airflow_provider_cometapi.storage.paths import warm_up
-
-        hooks: list[CometApiHook] = []
-        local = threading.local()
-        gate = _RequestGate(self.max_concurrency, close_on_error=self.on_item_failure == "fail")
-
-        def edit(plan: ItemPlan) -> dict[str, Any] | None:
-            if not hasattr(local, "hook"):
-                local.hook = self.hook.fork()
-                hooks.append(local.hook)
-            try:
-                return self._run_item(local.hook, plan, params, gate)
-            except _NotStarted:
-                return None
-            except Exception as exc:  # every failure becomes this item's error
-                if self.on_item_failure == "fail":
-                    gate.close()
-                self.log.warning("Edit of %s failed: %s", plan.label, exc)
-                return item_result(plan.label, error=exc)
-
-        warm_up(plans[0].output_path, self.output_conn_id)
-        import requests  # noqa: F401 - imported once here, not by every thread at once
-
-        results: list[dict[str, Any] | None] = [None] * len(plans)
-        progress = BatchProgress(self.log, len(plans))
-        try:
-            self._pump_items(plans, edit, results, progress, gate)
-        finally:
-            for hook in hooks:
-                hook.close()
-        return [
-            result if result is not None else not_started(plan.label)
-            for plan, result in zip(plans, results, strict=True)
-        ]
-
-    def _pump_items(
-        self,
-        plans: list[ItemPlan],
-        edit: Callable[[ItemPlan], dict[str, Any] | None],
-        results: list[dict[str, Any] | None],
-        progress: BatchProgress,
-        gate: _RequestGate,
-    ) -> None:
-        """Keep twice ``max_concurrency`` items under way, and submit no more once the gate is
-        closed (an item failed under ``fail``), so that no waiting item sends its request."""
-        workers = 2 * self.max_concurrency
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            waiting = iter(enumerate(plans))
-            running: dict[Future[dict[str, Any] | None], int] = {}
-            try:
-                while True:
-                    while not gate.closed and len(running) < workers:
-                        slot, plan = next(waiting, (-1, None))
-                        if plan is None:
-                            break
-                        running[pool.submit(edit, plan)] = slot
-                    if not running:
-                        break
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        result = results[running.pop(future)] = future.result()
-                        if result is None:  # not started: the gate closed while it waited
-                            continue
-                        progress.add(result)  # under 'fail', edit() closed the gate already
-            finally:  # stopped (a timeout, the task killed): no waiting item may send
-                gate.close()
-
-    def _finish(
-        self, context: Context, results: list[dict[str, Any]], params: EditParams
-    ) -> list[str]:
-        from airflow_provider_cometapi.editing import sum_usage
-
-        outputs = [uri for result in results for uri in result["outputs"]]
-        usage = sum_usage([result["usage"] for result in results])
+        outputs = [uri for result in results for uri in result.outputs]
+        usage = sum_usage([result.usage for result in results])
         usage.update(model=params.model, images=len(outputs), requests=len(results))
         context["ti"].xcom_push(key="usage", value=usage)
-        context["ti"].xcom_push(key="items", value=results)
+        context["ti"].xcom_push(key="items", value=[result.to_json() for result in results])
         _log_usage(self, usage)
         self._announce(context, outputs)
-        failed = [result for result in results if result["error"]]
+        failed = [result for result in results if result.error]
         if failed:  # name a real failure, not an item that was never started because of it
-            first = next(
-                (r for r in failed if r["error"]["type"] != "CometAPIBatchError"), failed[0]
-            )
+            first = next((result for result in failed if result.started), failed[0])
+            assert first.error is not None
             raise CometAPIBatchError(
-                f"{len(failed)} of {len(results)} items failed (first: {first['source']}: "
-                f"{first['error']['message']}); the outputs of the others were written. See "
+                f"{len(failed)} of {len(results)} items failed (first: {first.source}: "
+                f"{first.error['message']}); the outputs of the others were written. See "
                 "the 'items' XCom for each item's error."
             )
         return outputs
 
 
-class _NotStarted(Exception):
-    """An item that was waiting for the request gate when the batch stopped starting items."""
+def _as_trigger_item(item: Work) -> dict[str, Any]:
+    """An item as trigger kwargs: its plan to run, or its settled result."""
+    from airflow_provider_cometapi.pipeline.records import ItemResult
 
-
-class _RequestGate:
-    """At most ``limit`` requests in flight; once ``closed``, a waiting request never starts.
-
-    :param close_on_error: close as a failed request lets go of its slot, before anyone waiting
-        can take it (``on_item_failure="fail"``).
-    """
-
-    def __init__(self, limit: int, *, close_on_error: bool) -> None:
-        self._slots = threading.Semaphore(limit)
-        self._close_on_error = close_on_error
-        self.closed = False
-
-    def __enter__(self) -> None:
-        self._slots.acquire()
-        if self.closed:
-            self._slots.release()
-            raise _NotStarted
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
-        if exc_type is not None and self._close_on_error:
-            self.close()
-        self._slots.release()
-
-    def close(self) -> None:
-        """Let no waiting request start from now on."""
-        self.closed = True
-
-
-def _json_plan(plan: ItemPlan, settled: bool) -> dict[str, Any]:
-    """A plan as trigger kwargs; a settled plan's inputs are never read again, so drop them."""
-    from dataclasses import asdict, replace
-
-    return asdict(replace(plan, sources=[], mask=None) if settled else plan)
+    if isinstance(item, ItemResult):
+        return {"result": item.to_json()}
+    return {"plan": item.to_json()}
 
 
 def _log_usage(operator: BaseOperator, usage: dict[str, Any]) -> None:
@@ -620,12 +473,6 @@ def _log_usage(operator: BaseOperator, usage: dict[str, Any]) -> None:
         usage.get("total_tokens", "?"),
         usage.get("request_id", "several"),
     )
-
-
-def _label(value: Any) -> str:
-    from airflow_provider_cometapi.editing import location_label
-
-    return location_label(value)
 
 
 def _map_index(context: Context) -> int:

@@ -1,20 +1,30 @@
-"""Turn every input form a pipeline hands over into ``(filename, bytes)``."""
+"""Every input form a pipeline hands over, classified once into a typed source, then read.
+
+``classify`` is the one place that tells a path from base64, a URI from a data URI: reading,
+labels, lineage and staging all use the ``Source`` it returns.
+"""
 
 from __future__ import annotations
 
 import ast
 import base64
 import binascii
+import hashlib
 import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_cometapi.api.images import MAX_IMAGE_BYTES
 from airflow_provider_cometapi.api.text import excerpt
-from airflow_provider_cometapi.exceptions import CometAPISourceError, CometAPIValidationError
+from airflow_provider_cometapi.exceptions import (
+    CometAPIError,
+    CometAPISourceError,
+    CometAPIValidationError,
+)
 from airflow_provider_cometapi.storage.paths import URI, storage_path
 
 _DATA_URI = re.compile(r"^data:(image/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
@@ -29,6 +39,76 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".ti
 GLOB = re.compile(r"[*?\[]")
 
 
+@dataclass(frozen=True)
+class StoredSource:
+    """An input stored at a path or URI, read with ``conn_id`` when its item is prepared."""
+
+    location: str
+    conn_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The location, as an excerpt."""
+        return excerpt(self.location)
+
+    @property
+    def identity(self) -> str:
+        """What the input is: its location."""
+        return self.location
+
+    def read(self, field: str) -> tuple[str, bytes]:
+        """``(file name, bytes)``, within the size limit."""
+        return _read_storage(storage_path(self.location, self.conn_id), field)
+
+    def to_json(self) -> dict[str, Any]:
+        """Location and connection, for the triggerer."""
+        return {"location": self.location, "conn_id": self.conn_id}
+
+
+@dataclass(frozen=True)
+class InlineSource:
+    """An input handed over in memory (bytes, base64, a data URI, a ``b64_json`` dict), decoded."""
+
+    name: str
+    data: bytes = field(repr=False)
+    form: str
+    """The type of the value given: what its label shows instead of its bytes."""
+
+    @property
+    def label(self) -> str:
+        """``<bytes input>``, ``<str input>``…: never the bytes."""
+        return f"<{self.form} input>"
+
+    @property
+    def identity(self) -> str:
+        """What the input is: a short hash of its bytes."""
+        return "sha256:" + hashlib.sha256(self.data).hexdigest()[:16]
+
+    def read(self, field: str) -> tuple[str, bytes]:
+        """``(file name, bytes)``."""
+        return self.name, self.data
+
+
+@dataclass(frozen=True)
+class BadSource:
+    """An input that cannot be read at all: reading it raises its error, in its item's turn."""
+
+    label: str
+    error: CometAPIError
+
+    @property
+    def identity(self) -> str:
+        """Its label: it has nothing else."""
+        return self.label
+
+    def read(self, field: str) -> tuple[str, bytes]:
+        """Raise the error found when the input was classified."""
+        raise self.error
+
+
+Source = StoredSource | InlineSource | BadSource
+
+
 def as_source_list(value: Any, field: str) -> list[Any]:
     """One input or a list of inputs (also a list rendered to text by a template), as a list."""
     value = _parse_rendered_literal(value)
@@ -41,30 +121,44 @@ def as_source_list(value: Any, field: str) -> list[Any]:
     return [value]
 
 
-def read_sources(value: Any, field: str, conn_id: str | None) -> list[tuple[str, bytes]]:
-    """Read one input or a list of inputs."""
+def classify(value: Any, field: str, conn_id: str | None) -> Source:
+    """The typed source of one input; an input that cannot be used becomes a ``BadSource``.
+
+    :param conn_id: the connection for object-storage URIs (a dict may name its own).
+    """
+    value = _parse_rendered_literal(value)
+    try:
+        return _classify(value, field, conn_id)
+    except CometAPIError as exc:
+        text = value.strip() if isinstance(value, str) else ""
+        shown = text and not text.lower().startswith("data:")
+        return BadSource(excerpt(text) if shown else f"<{type(value).__name__} input>", exc)
+
+
+def classify_all(value: Any, field: str, conn_id: str | None) -> list[Source]:
+    """The typed sources of one input or a list of inputs, each named as its errors name it."""
     items = as_source_list(value, field)
     if len(items) == 1:
-        return [read_source(items[0], field, conn_id)]
-    return [read_source(item, f"{field}[{i}]", conn_id) for i, item in enumerate(items)]
+        return [classify(items[0], field, conn_id)]
+    return [classify(item, f"{field}[{i}]", conn_id) for i, item in enumerate(items)]
 
 
-def stored_location(value: Any) -> str | None:
-    """The path or URI an input is stored at, or ``None`` for in-memory forms (bytes, base64…)."""
-    value = _parse_rendered_literal(value)
-    if _is_object_storage_path(value):
-        return str(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, Mapping) and "b64_json" not in value:
-        for key in ("path", "uri", "url"):
-            if key in value:
-                return str(value[key])
-    if isinstance(value, str):
-        text = value.strip()
-        if URI.match(text) or not (_DATA_URI.match(text) or _is_inline_base64(text)):
-            return text
-    return None
+def read_all(sources: list[Source], field: str) -> list[tuple[str, bytes]]:
+    """Read each source as ``(file name, bytes)``, naming it ``field`` or ``field[i]`` in errors."""
+    if len(sources) == 1:
+        return [sources[0].read(field)]
+    return [source.read(f"{field}[{i}]") for i, source in enumerate(sources)]
+
+
+def label_of(sources: list[Source]) -> str:
+    """A short name for some inputs in logs and XCom: never their bytes, at most an excerpt."""
+    return excerpt(", ".join(source.label for source in sources))
+
+
+def stored_locations(sources: list[Source]) -> list[str]:
+    """The locations of the stored sources among ``sources``, each once."""
+    found = (source.location for source in sources if isinstance(source, StoredSource))
+    return list(dict.fromkeys(found))
 
 
 def expand_prefix(location: str, conn_id: str | None) -> list[str]:
@@ -93,21 +187,24 @@ def expand_prefix(location: str, conn_id: str | None) -> list[str]:
     return found
 
 
-def read_source(value: Any, field: str, conn_id: str | None) -> tuple[str, bytes]:
-    """Read one input: bytes, base64 text, a data URI, a ``b64_json`` dict, a path or a URI."""
-    value = _parse_rendered_literal(value)
+def source_stem(filename: str) -> str:
+    """The stem of a source's file name (``image`` when it has none)."""
+    return Path(filename).stem or "image" if filename else "image"
+
+
+def _classify(value: Any, field: str, conn_id: str | None) -> Source:
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return "", bytes(value)
+        return InlineSource("", bytes(value), type(value).__name__)
     if _is_named_pair(value):
-        return str(value[0]), bytes(value[1])
+        return InlineSource(str(value[0]), bytes(value[1]), type(value).__name__)
     if isinstance(value, Mapping):
         return _from_mapping(value, field, conn_id)
     if isinstance(value, str):
         return _from_text(value.strip(), field, conn_id)
     if _is_object_storage_path(value):
-        return _read_storage(value, field)
+        return StoredSource(str(value), value.conn_id)
     if isinstance(value, os.PathLike):
-        return _read_storage(storage_path(os.fspath(value), None), field)
+        return _from_text(os.fspath(value), field, None)
     raise CometAPIValidationError(
         f"{field} is a {type(value).__name__}; pass a path, an object-storage URI, base64 text, "
         "a data URI, a dict with 'b64_json', or bytes.",
@@ -115,40 +212,35 @@ def read_source(value: Any, field: str, conn_id: str | None) -> tuple[str, bytes
     )
 
 
-def source_stem(filename: str) -> str:
-    """The stem of a source's file name (``image`` when it has none)."""
-    return Path(filename).stem or "image" if filename else "image"
-
-
-def _from_mapping(value: Mapping[str, Any], field: str, conn_id: str | None) -> tuple[str, bytes]:
+def _from_mapping(value: Mapping[str, Any], field: str, conn_id: str | None) -> Source:
     if "b64_json" in value:
         name = str(value.get("filename") or value.get("name") or "")
-        return name, _decode_base64(str(value["b64_json"]), field)
+        return InlineSource(name, _decode_base64(str(value["b64_json"]), field), "dict")
     for key in ("path", "uri", "url"):
         if key in value:
-            return read_source(str(value[key]), field, value.get("conn_id") or conn_id)
+            return _from_text(str(value[key]).strip(), field, value.get("conn_id") or conn_id)
     keys = excerpt(str(sorted(map(str, value))[:5]))
     raise CometAPIValidationError(
         f"{field} is a dict without 'b64_json' or 'path': {keys}.", param=field
     )
 
 
-def _from_text(text: str, field: str, conn_id: str | None) -> tuple[str, bytes]:
+def _from_text(text: str, field: str, conn_id: str | None) -> Source:
     if not text:
         raise CometAPIValidationError(f"{field} is an empty string.", param=field)
     match = _DATA_URI.match(text)
     if match:
-        return "", _decode_base64(text[match.end() :], field)
+        return InlineSource("", _decode_base64(text[match.end() :], field), "str")
     if text.lower().startswith("data:"):
         raise CometAPIValidationError(
             f"{field} is a data URI without base64 image data; use 'data:image/png;base64,...'.",
             param=field,
         )
     if URI.match(text):
-        return _read_storage(storage_path(text, conn_id), field)
+        return StoredSource(text, conn_id)
     if _is_inline_base64(text):
-        return "", _decode_base64(text, field)
-    return _read_storage(storage_path(text, None), field)
+        return InlineSource("", _decode_base64(text, field), "str")
+    return StoredSource(text)  # a local path: no connection
 
 
 def _is_inline_base64(text: str) -> bool:

@@ -3,57 +3,58 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airflow_provider_cometapi.storage.outputs import output_folder, safe_stem
 from airflow_provider_cometapi.storage.paths import storage_path
-from airflow_provider_cometapi.storage.sources import read_source, source_stem, stored_location
+from airflow_provider_cometapi.storage.sources import InlineSource, StoredSource, source_stem
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_cometapi.editing import ItemPlan
+    from airflow_provider_cometapi.pipeline.plans import ItemPlan
+    from airflow_provider_cometapi.pipeline.runners import Work
+    from airflow_provider_cometapi.storage.sources import Source
 
 STAGING_FOLDER = ".cometapi-staging"
 
 
 def stage_inputs(
-    plans: list[ItemPlan], context: Context, conn_id: str | None, skip: list[bool]
-) -> tuple[list[ItemPlan], list[str]]:
-    """Plans whose inputs are all paths or URIs, and the URIs of what was staged for them.
+    work: list[Work], context: Context, conn_id: str | None
+) -> tuple[list[Work], list[str]]:
+    """The items with every inline input of their plans written to storage, and the URIs of
+    what was staged. Settled items pass through; an input several plans share is staged once."""
+    from airflow_provider_cometapi.pipeline.plans import ItemPlan
 
-    Plans marked in ``skip`` (already settled as failed) are passed through untouched.
-    """
+    plans = [item for item in work if isinstance(item, ItemPlan)]
     root = _staging_root(plans[0].output_path, context)
-    staged: list[str] = []
+    staged: dict[tuple[str, str], StoredSource] = {}
 
-    def place(value: Any, name: str, source_conn_id: str | None) -> Any:
-        if value is None or stored_location(value) is not None:
-            return stored_location(value) if value is not None else None
-        filename, data = read_source(value, name, source_conn_id)
-        base = f"{safe_stem(source_stem(filename))}.staged"  # outputs keep the source's stem
-        target = storage_path(f"{root}{safe_stem(name)}/{base}", conn_id)
-        if target.protocol in ("", "file", "local"):
-            target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        staged.append(str(target))
-        return str(target)
+    def place(source: Source, name: str) -> Source:
+        if not isinstance(source, InlineSource):
+            return source
+        key = (source.name, source.identity)
+        if key not in staged:
+            base = f"{safe_stem(source_stem(source.name))}.staged"  # outputs keep the stem
+            target = storage_path(f"{root}{safe_stem(name)}/{base}", conn_id)
+            if target.protocol in ("", "file", "local"):
+                target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.data)
+            staged[key] = StoredSource(str(target), conn_id)
+        return staged[key]
 
-    mask = place(plans[0].mask, "mask", plans[0].source_conn_id)
-    placed = [
-        plan
-        if skipped
-        else replace(
+    def placed(plan: ItemPlan) -> ItemPlan:
+        return replace(
             plan,
-            mask=mask,
+            mask=place(plan.mask, "mask") if plan.mask is not None else None,
             sources=[
-                place(source, f"item{plan.map_index}-{i}", plan.source_conn_id)
-                for i, source in enumerate(plan.sources)
+                place(source, f"item{plan.map_index}-{i}") for i, source in enumerate(plan.sources)
             ],
         )
-        for plan, skipped in zip(plans, skip, strict=True)
+
+    return [placed(item) if isinstance(item, ItemPlan) else item for item in work], [
+        source.location for source in staged.values()
     ]
-    return placed, staged
 
 
 def remove_staged(uris: list[str], conn_id: str | None) -> None:

@@ -12,10 +12,9 @@ import zlib
 import pytest
 
 from airflow_provider_cometapi.api.images import MAX_IMAGE_BYTES
-from airflow_provider_cometapi.editing import location_label
 from airflow_provider_cometapi.exceptions import CometAPISourceError, CometAPIValidationError
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
-from airflow_provider_cometapi.storage.sources import read_source
+from airflow_provider_cometapi.storage.sources import classify
 from tests.imaging import declared_size_png, image_bytes, mask_bytes, png_chunk
 
 GOOD = image_bytes((64, 48))
@@ -217,7 +216,7 @@ BAD_BASE64 = {
 @pytest.mark.parametrize("value", BAD_BASE64.values(), ids=BAD_BASE64.keys())
 def test_bad_base64_source_is_a_validation_error_naming_the_field(value):
     with pytest.raises(CometAPIValidationError, match=r"^image .*(base64|data URI)") as info:
-        read_source(value, "image", None)
+        classify(value, "image", None).read("image")
     assert type(info.value) is CometAPIValidationError
     assert info.value.param == "image"
 
@@ -228,8 +227,8 @@ def test_missing_path_that_reads_as_base64_is_reported_as_missing():
     missing = "/data/inbox/scan0001/boatWithoutExtensionABC"  # 44 characters
     assert base64.b64decode(missing, validate=True)  # the text is valid base64 too
     with pytest.raises(CometAPISourceError, match=r"^image: nothing found at .*check the path"):
-        read_source(missing, "image", None)
-    assert location_label(missing) == missing  # labels, lineage and errors agree: a path
+        classify(missing, "image", None).read("image")
+    assert classify(missing, "image", None).label == missing  # labels and errors agree: a path
 
 
 def test_base64_of_a_jpeg_starting_with_a_slash_is_read_as_an_image():
@@ -237,7 +236,7 @@ def test_base64_of_a_jpeg_starting_with_a_slash_is_read_as_an_image():
 
     encoded = base64.b64encode(image_bytes((64, 48), fmt="JPEG")).decode()
     assert encoded.startswith("/9j/")
-    assert read_source(encoded, "image", None)[1][:3] == b"\xff\xd8\xff"
+    assert classify(encoded, "image", None).read("image")[1][:3] == b"\xff\xd8\xff"
 
 
 def test_mask_with_palette_transparency_is_accepted(cometapi_conn, cometapi_emulator):

@@ -11,8 +11,9 @@ import textwrap
 
 import pytest
 
-from airflow_provider_cometapi.lineage import dataset_name, stored_locations
+from airflow_provider_cometapi.lineage import dataset_name
 from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
+from airflow_provider_cometapi.storage.sources import classify, stored_locations
 from tests.dagrun import HEADER
 from tests.settings import TEST_DAGS
 
@@ -42,7 +43,8 @@ def test_dataset_names_follow_openlineage_naming(location, expected):
 def test_in_memory_inputs_are_not_datasets():
     encoded = base64_of_boat()
     values = [b"\x89PNG", {"b64_json": encoded}, encoded, f"data:image/png;base64,{encoded}"]
-    assert stored_locations([*values, None, "/a.png", "s3://b/k.png"]) == ["/a.png", "s3://b/k.png"]
+    sources = [classify(value, "image", None) for value in [*values, "/a.png", "s3://b/k.png"]]
+    assert stored_locations(sources) == ["/a.png", "s3://b/k.png"]
 
 
 def run_with_openlineage(tmp_path, body: str) -> list[dict]:

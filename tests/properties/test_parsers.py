@@ -37,7 +37,7 @@ from airflow_provider_cometapi.exceptions import (
     CometAPIValidationError,
 )
 from airflow_provider_cometapi.storage.paths import URI
-from airflow_provider_cometapi.storage.sources import read_source
+from airflow_provider_cometapi.storage.sources import classify
 from tests.decoding import decode_in_memory
 from tests.settings import PLANTED_KEY
 
@@ -57,7 +57,7 @@ MISSING = Path(tempfile.gettempdir()) / f"cometapi-props-{uuid.uuid4().hex}" / "
 def _imports_done():
     """Run each parser once, so first-use imports are not timed as part of an example."""
     with pytest.raises(CometAPIError):
-        read_source(str(MISSING / "warm-up.png"), "image", None)
+        read_source(str(MISSING / "warm-up.png"))
     with pytest.raises(CometAPIError):
         check_image("", b"GIF89a", "image")
     error_from_response(500, b"{}", {})
@@ -419,6 +419,11 @@ def test_a_200_body_is_an_edit_or_a_bad_response_error(body, request_id):
 # --- operator inputs -----------------------------------------------------------------------
 
 
+def read_source(value: object) -> tuple[str, bytes]:
+    """Classify an operator input, then read it: what an item does with each of its sources."""
+    return classify(value, "image", None).read("image")
+
+
 def never_a_real_file(text: str) -> bool:
     """Text that read_source cannot take as a URI (no network) or as an existing local path."""
     stripped = text.strip()
@@ -475,7 +480,7 @@ B64_DICTS = st.fixed_dictionaries(
 def test_a_source_is_bytes_or_a_typed_error(value):
     assume(not isinstance(value, str) or never_a_real_file(value) or str(MISSING) in value)
 
-    result, error = bounded(read_source, value, "image", None, seconds=0.5)
+    result, error = bounded(read_source, value, seconds=0.5)
 
     if error is not None:
         assert isinstance(error, CometAPIValidationError)  # or its CometAPISourceError

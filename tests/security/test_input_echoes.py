@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from airflow_provider_cometapi.editing import location_label
 from airflow_provider_cometapi.exceptions import CometAPISourceError
 from airflow_provider_cometapi.samples import PAPER_BOAT
-from airflow_provider_cometapi.storage.sources import read_source
+from airflow_provider_cometapi.storage.sources import classify, classify_all, label_of
 
 LONG = "!" + base64.b64encode(bytes(range(256)) * 80).decode()  # 27 KB: no path, no base64
 LONG_PATH = f"/data/{'a' * 300}.png"
@@ -24,7 +23,7 @@ def shown(text: str) -> str:
 @pytest.mark.parametrize("source", [LONG, LONG_PATH], ids=["unreadable text", "missing path"])
 def test_a_source_error_names_an_excerpt_of_the_input(source):
     with pytest.raises(CometAPISourceError) as raised:
-        read_source(source, "image", None)
+        classify(source, "image", None).read("image")
 
     message = str(raised.value)  # names the resolved location, e.g. file:///data/aaa…aaa.png
     assert source[-40:] in message
@@ -34,9 +33,9 @@ def test_a_source_error_names_an_excerpt_of_the_input(source):
 
 
 def test_a_label_is_an_excerpt_even_for_a_list():
-    assert location_label(LONG) == shown(LONG)
-    assert location_label(str(PAPER_BOAT)) == str(PAPER_BOAT)
-    labels = location_label([LONG_PATH] * 16)
+    assert classify(LONG, "image", None).label == shown(LONG)
+    assert classify(str(PAPER_BOAT), "image", None).label == str(PAPER_BOAT)
+    labels = label_of(classify_all([LONG_PATH] * 16, "image", None))
     assert len(labels) == 120
     assert labels.startswith(shown(LONG_PATH)[:79])
 

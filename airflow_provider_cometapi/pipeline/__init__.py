@@ -1,0 +1,1 @@
+"""One edit item from inputs to written outputs, typed and written once for both runners."""

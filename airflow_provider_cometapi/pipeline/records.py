@@ -1,0 +1,133 @@
+"""What one item came to, and the batch's running count of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cometapi.exceptions import CometAPIBatchError, CometAPIError
+
+if TYPE_CHECKING:
+    from airflow_provider_cometapi.api.results import EditOutcome
+
+NOT_STARTED = "not started: an earlier item failed and on_item_failure='fail'"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One item's record: its source, outputs, usage, request id, retries, reuse and error.
+
+    Its JSON (``to_json``) is what the ``items`` XCom, the trigger event and manifests carry.
+    """
+
+    source: str
+    outputs: list[str] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+    retries: int = 0
+    reused: bool = False
+    error: dict[str, Any] | None = None
+    """``CometAPIError.to_dict()`` of what failed, or ``None``."""
+
+    @classmethod
+    def edited(cls, source: str, outputs: list[str], outcome: EditOutcome) -> ItemResult:
+        """An item edited now and written to ``outputs``."""
+        return cls(source, list(outputs), outcome.usage, outcome.request_id, outcome.retries)
+
+    @classmethod
+    def failed(cls, source: str, error: BaseException) -> ItemResult:
+        """An item that failed with ``error``."""
+        described = CometAPIError.describe(error)
+        return cls(source, request_id=described["request_id"], error=described)
+
+    @classmethod
+    def not_started(cls, source: str) -> ItemResult:
+        """An item never sent because an earlier one failed under ``fail``."""
+        return cls.failed(source, CometAPIBatchError(NOT_STARTED))
+
+    @classmethod
+    def reused_from(cls, source: str, manifest: Mapping[str, Any]) -> ItemResult:
+        """An item whose outputs a manifest proves complete: nothing is paid again."""
+        usage = manifest.get("usage") or {}
+        outputs, request_id = list(manifest["outputs"]), manifest.get("request_id")
+        return cls(source, outputs, dict(usage), request_id, retries=0, reused=True)
+
+    @property
+    def started(self) -> bool:
+        """Whether the item was taken up at all (not stopped by an earlier failure)."""
+        return self.error is None or self.error["type"] != CometAPIBatchError.__name__
+
+    def exception(self) -> CometAPIError:
+        """The item's error, rebuilt as its own class."""
+        assert self.error is not None
+        return CometAPIError.from_dict(self.error)
+
+    def manifest_record(self) -> dict[str, Any]:
+        """What a manifest keeps of a finished item."""
+        return {
+            "source": self.source,
+            "outputs": self.outputs,
+            "usage": self.usage,
+            "request_id": self.request_id,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON."""
+        return {
+            "source": self.source,
+            "outputs": list(self.outputs),
+            "usage": self.usage,
+            "request_id": self.request_id,
+            "retries": self.retries,
+            "error": self.error,
+            "reused": self.reused,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ItemResult:
+        """The record ``to_json`` gave."""
+        return cls(
+            source=data["source"],
+            outputs=list(data["outputs"]),
+            usage=dict(data["usage"]),
+            request_id=data["request_id"],
+            retries=data["retries"],
+            reused=data["reused"],
+            error=data["error"],
+        )
+
+
+def sum_usage(usages: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Add up usage dicts key by key, nested ones too; non-numbers keep the first value."""
+    total: dict[str, Any] = {}
+    for usage in usages:
+        for key, value in usage.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, Mapping)):
+                total.setdefault(key, value)
+            elif isinstance(value, Mapping):
+                total[key] = sum_usage([total.get(key) or {}, value])
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+class BatchProgress:
+    """Counts finished items and logs ``37/200 edited, 2 retried, 0 failed`` on ``log``."""
+
+    def __init__(self, log: Any, total: int) -> None:
+        self.log, self.total = log, total
+        self.edited = self.retried = self.failed = 0
+
+    def add(self, result: ItemResult) -> None:
+        """Count one finished item and log the running totals."""
+        self.failed += bool(result.error)
+        self.edited += not result.error
+        self.retried += bool(result.retries)
+        self.log.info(
+            "%d/%d edited, %d retried, %d failed",
+            self.edited,
+            self.total,
+            self.retried,
+            self.failed,
+        )

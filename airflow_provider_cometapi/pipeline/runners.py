@@ -1,0 +1,206 @@
+"""The two runners of a batch: worker threads, and tasks on the triggerer's event loop.
+
+Both take the items in order, keep twice ``limit`` items under way (reading and checking
+ahead while ``limit`` requests are in flight), and run each item's ``item_steps`` against the
+same gate rule; they differ only in how they wait and send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cometapi.pipeline.gate import AsyncGate, OrderedGate, ThreadGate
+from airflow_provider_cometapi.pipeline.item import Blocking, ItemJob, Turn, item_steps
+from airflow_provider_cometapi.pipeline.plans import ItemPlan
+from airflow_provider_cometapi.pipeline.records import BatchProgress, ItemResult
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Generator
+
+    from airflow_provider_cometapi.api.request import EditParams
+    from airflow_provider_cometapi.api.results import EditOutcome
+    from airflow_provider_cometapi.hooks.cometapi import CometApiHook
+    from airflow_provider_cometapi.hooks.cometapi_async import AsyncCometApiClient
+
+Work = ItemPlan | ItemResult
+"""An item to run, or one already settled (it failed its checks before deferring)."""
+
+
+def run_in_threads(
+    work: list[Work],
+    params: EditParams,
+    hook: CometApiHook,
+    *,
+    limit: int,
+    on_item_failure: str,
+    log: Any,
+) -> list[ItemResult]:
+    """Run the items on worker threads, each with its own HTTP session; results in order."""
+    batch = _Batch(work, ThreadGate(len(work), limit, stop_on_failure=on_item_failure == "fail"))
+    gate = batch.gate
+    assert isinstance(gate, ThreadGate)
+    local, hooks = threading.local(), []
+
+    def run(position: int, plan: ItemPlan) -> ItemResult | None:
+        if gate.refuses(position):
+            return None
+        if not hasattr(local, "hook"):
+            local.hook = hook.fork()
+            hooks.append(local.hook)
+        job = ItemJob(position, plan, params, log)
+
+        def send() -> EditOutcome:
+            assert job.request is not None
+            assert job.sink is not None
+            return local.hook.run_edit(
+                job.request, job.sink, idempotency_key=job.key, label=job.label
+            )
+
+        steps = item_steps(job, gate)
+        answer: Any = None
+        error: Exception | None = None
+        try:
+            while True:
+                step = steps.throw(error) if error is not None else steps.send(answer)
+                answer, error = None, None
+                try:
+                    answer = _perform(step, lambda: gate.turn(position), send)
+                except Exception as exc:
+                    error = exc
+        except StopIteration as done:
+            return done.value
+        except BaseException:
+            gate.stop()
+            job.abandon()
+            raise
+
+    import requests  # noqa: F401 - imported once here, not by every thread at once
+
+    progress = BatchProgress(log, len(work))
+    pool = ThreadPoolExecutor(max_workers=2 * limit)
+    try:
+        running = {pool.submit(run, p, plan): p for p, plan in batch.to_run(progress)}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                batch.finished(running.pop(future), future.result(), progress)
+    finally:  # stopped (a timeout, the task killed): no waiting item may send
+        gate.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for forked in hooks:
+            forked.close()
+    return batch.results()
+
+
+async def run_in_tasks(
+    work: list[Work],
+    params: EditParams,
+    client: AsyncCometApiClient,
+    *,
+    limit: int,
+    on_item_failure: str,
+    log: Any,
+) -> list[ItemResult]:
+    """Run the items as tasks on the event loop, blocking steps in threads; results in order."""
+    batch = _Batch(work, AsyncGate(len(work), limit, stop_on_failure=on_item_failure == "fail"))
+    gate = batch.gate
+    assert isinstance(gate, AsyncGate)
+    under_way = asyncio.Semaphore(2 * limit)
+
+    async def run(position: int, plan: ItemPlan) -> ItemResult | None:
+        async with under_way:
+            if gate.refuses(position):
+                return None
+            job = ItemJob(position, plan, params, log)
+
+            async def send() -> EditOutcome:
+                assert job.request is not None
+                assert job.sink is not None
+                return await client.run_edit(
+                    job.request, job.sink, idempotency_key=job.key, label=job.label
+                )
+
+            steps = item_steps(job, gate)
+            answer: Any = None
+            error: Exception | None = None
+            try:
+                while True:
+                    step = steps.throw(error) if error is not None else steps.send(answer)
+                    answer, error = None, None
+                    try:
+                        answer = await _perform_async(step, lambda: gate.turn(position), send)
+                    except Exception as exc:
+                        error = exc
+            except StopIteration as done:
+                return done.value
+            except BaseException:  # cancelled (the triggerer is stopping): leave nothing staged
+                gate.stop()
+                job.abandon()
+                raise
+
+    progress = BatchProgress(log, len(work))
+    running = {asyncio.ensure_future(run(p, plan)): p for p, plan in batch.to_run(progress)}
+    try:
+        while running:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                batch.finished(running.pop(task), task.result(), progress)
+    finally:
+        gate.stop()
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    return batch.results()
+
+
+def _perform(step: Any, turn: Callable[[], bool], send: Callable[[], Any]) -> Any:
+    """Do one step on this thread."""
+    if isinstance(step, Blocking):
+        return step.call()
+    return turn() if isinstance(step, Turn) else send()
+
+
+async def _perform_async(
+    step: Any, turn: Callable[[], Awaitable[bool]], send: Callable[[], Awaitable[Any]]
+) -> Any:
+    """Do one step on the loop: blocking ones in a thread."""
+    if isinstance(step, Blocking):
+        return await asyncio.to_thread(step.call)
+    return await (turn() if isinstance(step, Turn) else send())
+
+
+class _Batch:
+    """What both runners keep: results by position, in order, whatever order items finish in."""
+
+    def __init__(self, work: list[Work], gate: OrderedGate) -> None:
+        self.work, self.gate = work, gate
+        self._results: list[ItemResult | None] = [None] * len(work)
+
+    def to_run(self, progress: BatchProgress) -> Generator[tuple[int, ItemPlan], None, None]:
+        """The plans to run with their positions; settled items are recorded on the way."""
+        for position, item in enumerate(self.work):
+            if isinstance(item, ItemResult):
+                self.gate.checked(position, passed=item.error is None, settled=True)
+                self.finished(position, item, progress)
+            else:
+                yield position, item
+
+    def finished(self, position: int, result: ItemResult | None, progress: BatchProgress) -> None:
+        """Record an item's result (``None``: never started) and count it."""
+        self._results[position] = result
+        if result is not None:
+            progress.add(result)
+
+    def results(self) -> list[ItemResult]:
+        """Every item's result in order; an item never started is recorded as such."""
+        return [
+            result if result is not None else ItemResult.not_started(_label(item))
+            for item, result in zip(self.work, self._results, strict=True)
+        ]
+
+
+def _label(item: Work) -> str:
+    return item.source if isinstance(item, ItemResult) else item.label
