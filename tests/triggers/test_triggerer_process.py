@@ -6,10 +6,16 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from types import SimpleNamespace
 
-from airflow_provider_cometapi.editing import EditParams, ItemPlan
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_cometapi.api.request import EditParams
+from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOperator
+from airflow_provider_cometapi.pipeline.plans import ItemPlan
 from airflow_provider_cometapi.samples import PAPER_BOAT
+from airflow_provider_cometapi.storage.sources import StoredSource
 from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
 from tests.imaging import decode
 
@@ -49,33 +55,9 @@ def wait_for_resume(ti_id, timeout=90):
     return None
 
 
-def test_trigger_runs_in_a_real_triggerer(run_dag, tmp_path, cometapi_emulator):
-    outcome = run_dag(  # a run and a task instance to defer
-        """
-        from airflow.providers.standard.operators.empty import EmptyOperator
-        EmptyOperator(task_id="edit")
-        """
-    )
-    trigger = CometImageEditTrigger(
-        items=[
-            asdict(
-                ItemPlan(
-                    sources=[str(PAPER_BOAT)],
-                    mask=None,
-                    source_conn_id=None,
-                    output_path=f"{tmp_path}/out/",
-                    output_conn_id=None,
-                    map_index=-1,
-                    label=str(PAPER_BOAT),
-                )
-            )
-        ],
-        params=asdict(EditParams(prompt="Add a ribbon", model="gpt-image-2", n=2)),
-        cometapi_conn_id="cometapi_default",
-    )
-    ti_id = defer_to(trigger, outcome.dag_id, outcome.run_id)
-
-    log = (tmp_path / "triggerer.log").open("w")
+def run_triggerer(ti_id, log_path):
+    """Run ``airflow triggerer`` until it hands ``ti_id`` back; (state, next kwargs), exit code."""
+    log = log_path.open("w")
     triggerer = subprocess.Popen(
         [sys.executable, "-m", "airflow", "triggerer", "--skip-serve-logs"],
         env=os.environ.copy(),
@@ -87,6 +69,36 @@ def test_trigger_runs_in_a_real_triggerer(run_dag, tmp_path, cometapi_emulator):
     finally:
         triggerer.terminate()  # SIGTERM: the triggerer stops its triggers and exits cleanly
         returncode = triggerer.wait(timeout=30)
+        log.close()
+    return resumed, returncode
+
+
+def test_trigger_runs_in_a_real_triggerer(run_dag, tmp_path, cometapi_emulator):
+    outcome = run_dag(  # a run and a task instance to defer
+        """
+        from airflow.providers.standard.operators.empty import EmptyOperator
+        EmptyOperator(task_id="edit")
+        """
+    )
+    trigger = CometImageEditTrigger(
+        items=[
+            {
+                "plan": ItemPlan(
+                    sources=[StoredSource(str(PAPER_BOAT))],
+                    mask=None,
+                    output_path=f"{tmp_path}/out/",
+                    output_conn_id=None,
+                    map_index=-1,
+                    label=str(PAPER_BOAT),
+                ).to_json()
+            }
+        ],
+        params=EditParams(prompt="Add a ribbon", model="gpt-image-2", n=2).to_dict(),
+        cometapi_conn_id="cometapi_default",
+    )
+    ti_id = defer_to(trigger, outcome.dag_id, outcome.run_id)
+
+    resumed, returncode = run_triggerer(ti_id, tmp_path / "triggerer.log")
 
     assert resumed is not None, (tmp_path / "triggerer.log").read_text()[-3000:]
     state, next_kwargs = resumed
@@ -101,3 +113,42 @@ def test_trigger_runs_in_a_real_triggerer(run_dag, tmp_path, cometapi_emulator):
     (billed,) = [b for b in cometapi_emulator.billed if b["request_id"] == item["request_id"]]
     assert item["usage"] == billed["usage"]
     assert returncode == 0, (tmp_path / "triggerer.log").read_text()[-3000:]
+
+
+def test_a_refused_item_stops_a_batch_in_a_real_triggerer_as_on_the_worker(
+    run_dag, tmp_path, cometapi_emulator
+):
+    """The ordering rule, once more, in a real triggerer: 0-2 edited, 3 refused, 4-7 never sent."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for i in range(8):
+        (folder / f"b{i}.png").write_bytes(PAPER_BOAT.read_bytes())
+    cometapi_emulator.set_file_faults({"b3.png": "status=400"})
+    outcome = run_dag(
+        """
+        from airflow.providers.standard.operators.empty import EmptyOperator
+        EmptyOperator(task_id="edit")
+        """
+    )
+    operator = CometImageEditBatchOperator(
+        task_id="edit",
+        prompt="Add a ribbon",
+        sources=f"{folder}/",
+        output_path=f"{tmp_path}/out/",
+        max_concurrency=1,
+        deferrable=True,
+    )
+    ti = SimpleNamespace(dag_id=outcome.dag_id, run_id=outcome.run_id, task_id="edit", map_index=-1)
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({"ti": ti})
+    ti_id = defer_to(deferred.value.trigger, outcome.dag_id, outcome.run_id)
+
+    resumed, returncode = run_triggerer(ti_id, tmp_path / "triggerer.log")
+
+    assert resumed is not None, (tmp_path / "triggerer.log").read_text()[-3000:]
+    items = resumed[1]["event"]["items"]
+    errors = [item["error"]["type"] if item["error"] else None for item in items]
+    assert errors == [None] * 3 + ["CometAPIBadRequestError"] + ["CometAPIBatchError"] * 4
+    sent = sorted(r["files"][0]["filename"] for r in cometapi_emulator.requests if r["files"])
+    assert sent == ["b0.png", "b1.png", "b2.png", "b3.png"]
+    assert returncode == 0
