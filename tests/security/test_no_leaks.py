@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 from airflow_provider_cometapi.hooks.cometapi_async import AsyncCometApiClient
 from airflow_provider_cometapi.operators.image_edit import (
     CometImageEditBatchOperator,
@@ -131,20 +130,9 @@ def log_files(dag_id: str) -> list[str]:
     ]
 
 
-@pytest.fixture
-def no_sleep(monkeypatch):
-    """Retries wait for nothing: the waits are the only thing not real here."""
-
-    async def no_wait(_: float) -> None:
-        return None
-
-    monkeypatch.setattr(CometApiHook, "_sleep", staticmethod(lambda _: None))
-    monkeypatch.setattr(AsyncCometApiClient, "_sleep", staticmethod(no_wait))
-
-
 @pytest.mark.parametrize(("fault", "error"), FAULTS.values(), ids=FAULTS.keys())
 def test_planted_key_is_absent_from_every_trace_of_a_run(
-    run_dag, cometapi_conn, cometapi_emulator, tmp_path, capfd, caplog, no_sleep, fault, error
+    run_dag, cometapi_conn, cometapi_emulator, tmp_path, capfd, caplog, no_sleeping, fault, error
 ):
     caplog.set_level(logging.DEBUG)
     cometapi_conn(timeout=0.5 if fault == "hang" else 30, max_retries=1)
