@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import io
 import re
 import time
@@ -19,7 +20,8 @@ from tests.imaging import declared_size_png, image_bytes, mask_bytes, png_chunk
 
 GOOD = image_bytes((64, 48))
 TRUNCATED_PNG = GOOD[: len(GOOD) // 2]
-MAX_SECONDS = 2.0
+MAX_CPU_SECONDS = 2.0
+"""CPU time of the calling thread, which runs every check (unaffected by other processes)."""
 MAX_PEAK_BYTES = 20 * 1024 * 1024
 
 
@@ -187,13 +189,15 @@ def test_bad_input_is_refused_fast_before_any_request(
     with CometApiHook() as hook:
         hook.settings  # read the connection before measuring  # noqa: B018
         tracemalloc.start()
-        started = time.perf_counter()
+        gc.disable()  # a collection of Airflow's heap is not the check's own work
+        started = time.thread_time()
         try:
             with pytest.raises(CometAPIValidationError) as info:
                 hook.edit_image(kwargs.pop("image"), kwargs.pop("prompt"), **kwargs)
-            elapsed = time.perf_counter() - started
+            cpu_seconds = time.thread_time() - started
             _, peak = tracemalloc.get_traced_memory()
         finally:
+            gc.enable()
             tracemalloc.stop()
 
     assert type(info.value) is error
@@ -201,7 +205,7 @@ def test_bad_input_is_refused_fast_before_any_request(
     assert str(info.value).startswith(field.split("_")[0])
     assert re.search(advice, str(info.value)), str(info.value)
     assert cometapi_emulator.requests == []
-    assert elapsed < MAX_SECONDS
+    assert cpu_seconds < MAX_CPU_SECONDS, f"{cpu_seconds:.2f} s of CPU"
     assert peak < MAX_PEAK_BYTES, f"peak {peak / 1048576:.1f} MiB"
 
 
