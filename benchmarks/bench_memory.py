@@ -74,14 +74,14 @@ def child() -> None:
 
 
 def _staged(url: str):
-    from airflow_provider_cometapi.api.request import build_edit_request
+    from airflow_provider_cometapi.api.request import EditParams, edit_request
     from airflow_provider_cometapi.hooks.cometapi import CometApiHook
     from airflow_provider_cometapi.storage.outputs import StagedOutputs
 
     hook = CometApiHook()
 
     def edit(image: bytes, folder: str, n: int) -> list[str]:
-        request = build_edit_request(("noise.png", image), PROMPT, model=MODEL, n=n)
+        request = edit_request(("noise.png", image), EditParams(prompt=PROMPT, model=MODEL, n=n))
         sink = StagedOutputs(folder, stem="noise", map_index=-1, conn_id=None)
         hook.run_edit(request, sink)
         return sink.commit()

@@ -67,7 +67,7 @@ class EditParams:
     size: str | None = None
     output_format: str | None = None
     response_format: str | None = None
-    extra_fields: dict[str, Any] | None = None
+    extra_fields: Mapping[str, Any] | None = None
 
     def checked(self) -> EditParams:
         """These parameters with ``n`` as a number; raise ``CometAPIValidationError`` on the
@@ -123,7 +123,7 @@ def build_edit_request(
         size=size,
         output_format=output_format,
         response_format=response_format,
-        extra_fields=dict(extra_fields) if isinstance(extra_fields, Mapping) else extra_fields,
+        extra_fields=extra_fields,
     )
     return edit_request(image, params, mask=mask)
 

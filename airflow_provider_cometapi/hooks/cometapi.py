@@ -12,8 +12,9 @@ from airflow_provider_cometapi.api.failures import Failure, failure_error, give_
 from airflow_provider_cometapi.api.request import (
     EDIT_PATH,
     MODELS_PATH,
+    EditParams,
     EditRequest,
-    build_edit_request,
+    edit_request,
 )
 from airflow_provider_cometapi.api.response import error_from_response, request_id_from
 from airflow_provider_cometapi.api.results import (
@@ -161,11 +162,9 @@ class CometApiHook(BaseHook):
         :param timeout: read timeout in seconds for this call.
         :param idempotency_key: sent as ``Idempotency-Key`` on every attempt; one is made if unset.
         """
-        request = build_edit_request(
-            image,
-            prompt,
+        params = EditParams(
+            prompt=prompt,
             model=model or self.settings.default_model,
-            mask=mask,
             n=n,
             quality=quality,
             size=size,
@@ -173,6 +172,7 @@ class CometApiHook(BaseHook):
             response_format=response_format,
             extra_fields=extra_fields,
         )
+        request = edit_request(image, params, mask=mask)
         return self.edit(request, timeout=timeout, idempotency_key=idempotency_key)
 
     def edit(
@@ -183,7 +183,7 @@ class CometApiHook(BaseHook):
         idempotency_key: str | None = None,
     ) -> ImageEditResult:
         """
-        Send a checked request (from ``build_edit_request``) and return the outputs in memory.
+        Send a checked request (from ``edit_request``) and return the outputs in memory.
 
         :param request: the checked request.
         :param timeout: read timeout in seconds for this call.
@@ -222,7 +222,7 @@ class CometApiHook(BaseHook):
 
         The response is decoded chunk by chunk, so memory stays flat however large the images.
 
-        :param request: from ``build_edit_request``.
+        :param request: from ``edit_request``.
         :param sink: opens one writer per output.
         :param timeout: read timeout in seconds for this call.
         :param idempotency_key: sent as ``Idempotency-Key`` on every attempt; one is made if unset.

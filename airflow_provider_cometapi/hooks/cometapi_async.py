@@ -84,7 +84,7 @@ class AsyncCometApiClient:
         """
         Send ``request`` and stream every output into ``sink`` (writes run off the loop).
 
-        :param request: from ``build_edit_request``.
+        :param request: from ``edit_request``.
         :param sink: opens one writer per output.
         :param idempotency_key: sent as ``Idempotency-Key`` on every attempt; one is made if unset.
         :param label: the item being edited (a file name), named in the log of every attempt.

@@ -118,7 +118,9 @@ class _CometImageEditBase(BaseOperator):
         check_output_path(self.output_path, n=params.n or 1, mapped=several_names)
         return self.output_path
 
-    def _mask(self) -> Source | None:
+    @cached_property
+    def _mask_source(self) -> Source | None:
+        """The mask, classified once (after templates are rendered)."""
         from airflow_provider_cometapi.storage.sources import classify
 
         return classify(self.mask, "mask", self.source_conn_id) if self.mask else None
@@ -213,8 +215,9 @@ class _CometImageEditBase(BaseOperator):
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra["outputs"] = as_json
 
-    def _inputs(self) -> list[Source]:
-        """The inputs as given (before a prefix is listed): lineage's input datasets."""
+    @property
+    def _given_sources(self) -> list[Source]:
+        """The inputs as given (a prefix not listed yet), classified: lineage's inputs."""
         raise NotImplementedError
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
@@ -222,8 +225,8 @@ class _CometImageEditBase(BaseOperator):
         from airflow_provider_cometapi.lineage import operator_lineage
         from airflow_provider_cometapi.storage.sources import stored_locations
 
-        mask = self._mask()
-        inputs = stored_locations([*self._inputs(), *([mask] if mask else [])])
+        mask = self._mask_source
+        inputs = stored_locations([*self._given_sources, *([mask] if mask else [])])
         return operator_lineage(inputs, self._written)
 
 
@@ -269,7 +272,9 @@ class CometImageEditOperator(_CometImageEditBase):
             return self._execute_in_memory(context, params)
         map_index = _map_index(context)
         output_path = self._check_output_path(params, several_names=map_index >= 0)
-        plan = self._plan(self._inputs(), self._mask(), slot=map_index, output_path=output_path)
+        plan = self._plan(
+            self._given_sources, self._mask_source, slot=map_index, output_path=output_path
+        )
         if self.deferrable:
             (result,) = self._defer(context, [plan], params, limit=1, on_item_failure="fail")
         else:
@@ -295,7 +300,9 @@ class CometImageEditOperator(_CometImageEditBase):
         self._announce(context, result.outputs)
         return result.outputs
 
-    def _inputs(self) -> list[Source]:
+    @cached_property
+    def _given_sources(self) -> list[Source]:
+        """``image``, classified once: the plan, the in-memory path and lineage use it."""
         from airflow_provider_cometapi.storage.sources import classify_all
 
         return classify_all(self.image, "image", self.source_conn_id)
@@ -327,8 +334,8 @@ class CometImageEditOperator(_CometImageEditBase):
         from airflow_provider_cometapi.api.request import edit_request
         from airflow_provider_cometapi.storage.sources import read_all
 
-        sources = read_all(self._inputs(), "image")
-        mask = self._mask()
+        sources = read_all(self._given_sources, "image")
+        mask = self._mask_source
         request = edit_request(sources, params, mask=mask.read("mask") if mask else None)
         with self.hook:
             result = self.hook.edit(request)
@@ -405,7 +412,9 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         """Resume after the triggerer: push the same XComs as a synchronous run."""
         return self._finish(context, self._resume(event), self._edit_params())
 
-    def _inputs(self) -> list[Source]:
+    @cached_property
+    def _given_sources(self) -> list[Source]:
+        """``sources`` as given, classified (a prefix stays one location): lineage's inputs."""
         from airflow_provider_cometapi.storage.sources import classify_all
 
         return classify_all(self.sources, "sources", self.source_conn_id)
@@ -421,7 +430,7 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         if len(listed) == 1 and isinstance(listed[0], str):
             listed = expand_prefix(listed[0].strip(), self.source_conn_id)
         output_path = self._check_output_path(params, several_names=len(listed) > 1)
-        mask = self._mask()
+        mask = self._mask_source
         return [
             self._plan(
                 [classify(source, "image", self.source_conn_id)],

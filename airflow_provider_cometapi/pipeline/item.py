@@ -80,6 +80,12 @@ class ItemJob:
         )
         return ItemResult.reused_from(self.label, done)
 
+    def send(self, run_edit: Callable[..., Any]) -> Any:
+        """The item's request, sent by a transport's ``run_edit`` (an outcome, or awaitable)."""
+        assert self.request is not None
+        assert self.sink is not None
+        return run_edit(self.request, self.sink, idempotency_key=self.key, label=self.label)
+
     def finish(self, outcome: EditOutcome) -> ItemResult:
         """Commit the streamed outputs, then save the manifest that proves them paid for."""
         assert self.sink is not None
@@ -148,6 +154,46 @@ def item_steps(job: ItemJob, gate: OrderedGate) -> Generator[Step, Any, ItemResu
     if result.error is not None:
         gate.commit_failed()
     return result
+
+
+class ItemSteps:
+    """Iterate it for an item's steps; tell it each step's answer or error.
+
+    What both runners share of driving ``item_steps``: the result when the steps end, and,
+    when the runner itself is stopped, a gate that starts nothing more and nothing left staged.
+    """
+
+    def __init__(self, job: ItemJob, gate: OrderedGate) -> None:
+        self._job, self._gate = job, gate
+        self._steps = item_steps(job, gate)
+        self._answer: Any = None
+        self._error: Exception | None = None
+        self.result: ItemResult | None = None
+
+    def __iter__(self) -> ItemSteps:
+        return self
+
+    def __next__(self) -> Step:
+        answer, error = self._answer, self._error
+        self._answer, self._error = None, None
+        try:
+            return self._steps.throw(error) if error is not None else self._steps.send(answer)
+        except StopIteration as done:
+            self.result = done.value
+            raise StopIteration from None
+
+    def answer(self, value: Any) -> None:
+        """The answer of the step just performed."""
+        self._answer = value
+
+    def fail(self, error: Exception) -> None:
+        """The error of the step just performed."""
+        self._error = error
+
+    def stopped(self) -> None:
+        """The runner is being stopped (a timeout, the task killed, the triggerer ending)."""
+        self._gate.stop()
+        self._job.abandon()
 
 
 def fingerprint(request: EditRequest, plan: ItemPlan) -> str:

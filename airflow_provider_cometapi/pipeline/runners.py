@@ -13,15 +13,14 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.pipeline.gate import AsyncGate, OrderedGate, ThreadGate
-from airflow_provider_cometapi.pipeline.item import Blocking, ItemJob, Turn, item_steps
+from airflow_provider_cometapi.pipeline.item import Blocking, ItemJob, ItemSteps, Step, Turn
 from airflow_provider_cometapi.pipeline.plans import ItemPlan
 from airflow_provider_cometapi.pipeline.records import BatchProgress, ItemResult
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Generator
+    from collections.abc import Generator
 
     from airflow_provider_cometapi.api.request import EditParams
-    from airflow_provider_cometapi.api.results import EditOutcome
     from airflow_provider_cometapi.hooks.cometapi import CometApiHook
     from airflow_provider_cometapi.hooks.cometapi_async import AsyncCometApiClient
 
@@ -39,9 +38,8 @@ def run_in_threads(
     log: Any,
 ) -> list[ItemResult]:
     """Run the items on worker threads, each with its own HTTP session; results in order."""
-    batch = _Batch(work, ThreadGate(len(work), limit, stop_on_failure=on_item_failure == "fail"))
-    gate = batch.gate
-    assert isinstance(gate, ThreadGate)
+    gate = ThreadGate(len(work), limit, stop_on_failure=on_item_failure == "fail")
+    batch = _Batch(work, gate)
     local, hooks = threading.local(), []
 
     def run(position: int, plan: ItemPlan) -> ItemResult | None:
@@ -51,31 +49,17 @@ def run_in_threads(
             local.hook = hook.fork()
             hooks.append(local.hook)
         job = ItemJob(position, plan, params, log)
-
-        def send() -> EditOutcome:
-            assert job.request is not None
-            assert job.sink is not None
-            return local.hook.run_edit(
-                job.request, job.sink, idempotency_key=job.key, label=job.label
-            )
-
-        steps = item_steps(job, gate)
-        answer: Any = None
-        error: Exception | None = None
+        steps = ItemSteps(job, gate)
         try:
-            while True:
-                step = steps.throw(error) if error is not None else steps.send(answer)
-                answer, error = None, None
+            for step in steps:
                 try:
-                    answer = _perform(step, lambda: gate.turn(position), send)
+                    steps.answer(_perform(step, job, gate, local.hook))
                 except Exception as exc:
-                    error = exc
-        except StopIteration as done:
-            return done.value
+                    steps.fail(exc)
         except BaseException:
-            gate.stop()
-            job.abandon()
+            steps.stopped()
             raise
+        return steps.result
 
     import requests  # noqa: F401 - imported once here, not by every thread at once
 
@@ -105,9 +89,8 @@ async def run_in_tasks(
     log: Any,
 ) -> list[ItemResult]:
     """Run the items as tasks on the event loop, blocking steps in threads; results in order."""
-    batch = _Batch(work, AsyncGate(len(work), limit, stop_on_failure=on_item_failure == "fail"))
-    gate = batch.gate
-    assert isinstance(gate, AsyncGate)
+    gate = AsyncGate(len(work), limit, stop_on_failure=on_item_failure == "fail")
+    batch = _Batch(work, gate)
     under_way = asyncio.Semaphore(2 * limit)
 
     async def run(position: int, plan: ItemPlan) -> ItemResult | None:
@@ -115,31 +98,17 @@ async def run_in_tasks(
             if gate.refuses(position):
                 return None
             job = ItemJob(position, plan, params, log)
-
-            async def send() -> EditOutcome:
-                assert job.request is not None
-                assert job.sink is not None
-                return await client.run_edit(
-                    job.request, job.sink, idempotency_key=job.key, label=job.label
-                )
-
-            steps = item_steps(job, gate)
-            answer: Any = None
-            error: Exception | None = None
+            steps = ItemSteps(job, gate)
             try:
-                while True:
-                    step = steps.throw(error) if error is not None else steps.send(answer)
-                    answer, error = None, None
+                for step in steps:
                     try:
-                        answer = await _perform_async(step, lambda: gate.turn(position), send)
+                        steps.answer(await _perform_async(step, job, gate, client))
                     except Exception as exc:
-                        error = exc
-            except StopIteration as done:
-                return done.value
+                        steps.fail(exc)
             except BaseException:  # cancelled (the triggerer is stopping): leave nothing staged
-                gate.stop()
-                job.abandon()
+                steps.stopped()
                 raise
+            return steps.result
 
     progress = BatchProgress(log, len(work))
     running = {asyncio.ensure_future(run(p, plan)): p for p, plan in batch.to_run(progress)}
@@ -156,20 +125,24 @@ async def run_in_tasks(
     return batch.results()
 
 
-def _perform(step: Any, turn: Callable[[], bool], send: Callable[[], Any]) -> Any:
+def _perform(step: Step, job: ItemJob, gate: ThreadGate, hook: CometApiHook) -> Any:
     """Do one step on this thread."""
     if isinstance(step, Blocking):
         return step.call()
-    return turn() if isinstance(step, Turn) else send()
+    if isinstance(step, Turn):
+        return gate.turn(job.position)
+    return job.send(hook.run_edit)
 
 
 async def _perform_async(
-    step: Any, turn: Callable[[], Awaitable[bool]], send: Callable[[], Awaitable[Any]]
+    step: Step, job: ItemJob, gate: AsyncGate, client: AsyncCometApiClient
 ) -> Any:
     """Do one step on the loop: blocking ones in a thread."""
     if isinstance(step, Blocking):
         return await asyncio.to_thread(step.call)
-    return await (turn() if isinstance(step, Turn) else send())
+    if isinstance(step, Turn):
+        return await gate.turn(job.position)
+    return await job.send(client.run_edit)
 
 
 class _Batch:

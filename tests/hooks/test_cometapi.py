@@ -182,11 +182,12 @@ def test_tiffs_in_modes_png_cannot_store_are_sent_as_png(hook, cometapi_emulator
 def test_a_16_bit_tiff_goes_out_as_a_16_bit_png():
     from PIL import Image
 
-    from airflow_provider_cometapi.api.request import build_edit_request
+    from airflow_provider_cometapi.api.request import EditParams, edit_request
 
     buffer = io.BytesIO()
     Image.new("I;16B", (64, 48), 40000).save(buffer, format="TIFF")
-    request = build_edit_request(("scan.tif", buffer.getvalue()), "x", model="gpt-image-2")
+    params = EditParams(prompt="x", model="gpt-image-2")
+    request = edit_request(("scan.tif", buffer.getvalue()), params)
 
     sent = decode(request.images[0].data)
     assert (request.images[0].mime_type, sent.mode) == ("image/png", "I;16")

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 import airflow_provider_cometapi
-from airflow_provider_cometapi.api.request import build_edit_request
+from airflow_provider_cometapi.api.request import EditParams, edit_request
 from airflow_provider_cometapi.api.sinks import MemorySink
 from airflow_provider_cometapi.api.wire import PRODUCT
 from airflow_provider_cometapi.exceptions import CometAPIError
@@ -54,9 +54,9 @@ def test_sync_and_async_transports_agree(
 ):
     cometapi_conn(timeout=0.5)
     cometapi_emulator.set_fault(fault)
-    request = build_edit_request(
-        image_bytes((64, 48)), "Add a ribbon", model="gpt-image-2", **options
-    )
+    fields = {key: value for key, value in options.items() if key != "mask"}
+    params = EditParams(prompt="Add a ribbon", model="gpt-image-2", **fields)
+    request = edit_request(image_bytes((64, 48)), params, mask=options.get("mask"))
 
     with CometApiHook() as hook:
         sync = summary(lambda sink: hook.run_edit(request, sink, idempotency_key="sync"))
@@ -89,7 +89,7 @@ def test_both_transports_log_the_same_attempt_lines_naming_the_item(
 ):
     cometapi_emulator.set_fault("status=429;retry_after=0;times=1")  # once per Idempotency-Key
     caplog.set_level(logging.INFO, logger="airflow_provider_cometapi")
-    request = build_edit_request(image_bytes(), "Add a ribbon", model="gpt-image-2")
+    request = edit_request(image_bytes(), EditParams(prompt="Add a ribbon", model="gpt-image-2"))
     expected = [
         "CometAPI POST /v1/images/edits for b3.png: attempt 1 of 3",
         "CometAPI POST /v1/images/edits for b3.png: HTTP 429; retrying in 0.00 s",
@@ -111,7 +111,7 @@ def test_both_transports_log_the_same_attempt_lines_naming_the_item(
 def test_each_transport_names_itself_after_the_product_and_makes_a_key(
     cometapi_conn, cometapi_emulator
 ):
-    request = build_edit_request(image_bytes(), "Add a ribbon", model="gpt-image-2")
+    request = edit_request(image_bytes(), EditParams(prompt="Add a ribbon", model="gpt-image-2"))
 
     with CometApiHook() as hook:
         hook.run_edit(request, MemorySink())

@@ -68,14 +68,14 @@ def test_a_changed_parameter_is_a_new_edit(run_dag, tmp_path, cometapi_emulator)
 
 
 def test_a_deduplicating_gateway_is_not_billed_twice_for_a_lost_answer(tmp_path, monkeypatch):
-    from airflow_provider_cometapi.api.request import build_edit_request
+    from airflow_provider_cometapi.api.request import EditParams, edit_request
     from airflow_provider_cometapi.api.sinks import MemorySink
     from airflow_provider_cometapi.emulator import EmulatorServer
     from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 
     with EmulatorServer(honour_idempotency=True) as gateway:
         monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", gateway.connection_json("key-12345"))
-        request = build_edit_request(BOAT, "x", model="gpt-image-2")
+        request = edit_request(BOAT, EditParams(prompt="x", model="gpt-image-2"))
         with CometApiHook() as hook:
             first = hook.run_edit(request, MemorySink(), idempotency_key="fp-1")
             again = hook.run_edit(request, MemorySink(), idempotency_key="fp-1")
