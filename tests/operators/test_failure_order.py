@@ -110,6 +110,20 @@ def outcomes(items) -> list[str]:
     ]
 
 
+def assert_every_run(emulator, folder, tmp_path, limit, expected_sent, expected) -> None:
+    """Run the batch ``REPEATS`` times on the worker and through the trigger, each into a fresh
+    folder; every run must send ``expected_sent`` and end with ``expected``."""
+    for attempt in range(REPEATS):
+        for deferrable in (False, True):
+            emulator.reset()
+            output = tmp_path / f"out-{attempt}-{deferrable}"
+            items = run_batch(folder, output, limit, deferrable=deferrable)
+
+            run = {"attempt": attempt, "deferrable": deferrable}
+            assert (run, sent(emulator)) == (run, expected_sent)
+            assert (run, outcomes(items)) == (run, expected)
+
+
 CHECK_FAILED = ["edited"] * 3 + ["CometAPIValidationError"] + ["not started"] * 4
 
 
@@ -123,18 +137,7 @@ def test_a_check_failure_sends_every_item_before_it_and_none_after(
     for name in NAMES:
         (folder / name).write_bytes(inbox_files[bad if name == "b3.png" else "good"])
 
-    for attempt in range(REPEATS):
-        for deferrable in (False, True):
-            cometapi_emulator.reset()
-            output = tmp_path / f"out-{attempt}-{deferrable}"
-            items = run_batch(folder, output, limit, deferrable=deferrable)
-
-            assert (attempt, deferrable, sent(cometapi_emulator)) == (
-                attempt,
-                deferrable,
-                NAMES[:3],
-            )
-            assert outcomes(items) == CHECK_FAILED
+    assert_every_run(cometapi_emulator, folder, tmp_path, limit, NAMES[:3], CHECK_FAILED)
 
 
 @pytest.mark.parametrize(
@@ -182,15 +185,4 @@ def test_a_refused_request_starts_no_item_after_its_answer(
         (folder / name).write_bytes(inbox_files["good"])
     cometapi_emulator.set_file_faults({"b3.png": fault})
 
-    for attempt in range(REPEATS):
-        for deferrable in (False, True):
-            cometapi_emulator.reset()
-            output = tmp_path / f"out-{attempt}-{deferrable}"
-            items = run_batch(folder, output, limit, deferrable=deferrable)
-
-            assert (attempt, deferrable, sent(cometapi_emulator)) == (
-                attempt,
-                deferrable,
-                expected_sent,
-            )
-            assert outcomes(items) == expected
+    assert_every_run(cometapi_emulator, folder, tmp_path, limit, expected_sent, expected)
