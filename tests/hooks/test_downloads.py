@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
+import select
+import threading
 
 import pytest
 
@@ -14,17 +15,22 @@ from airflow_provider_cometapi.samples import PAPER_BOAT
 from tests.httpserver import QuietHandler, serve
 from tests.imaging import decode, image_bytes
 
-SLOW_SECONDS = 3.0
+STALL_SECONDS = 60.0
+"""The longest ``/slow`` holds its answer back: far past a per-call timeout, far short of the
+connection's 600 s, so a client that kept the 600 s gets the image and fails the test."""
 
 
 class _ImageHost(QuietHandler):
     """A CometAPI stand-in: an edit answers with the URL of ``output`` on this server.
 
-    ``/flaky`` fails with 503 the first time; ``/slow`` answers after ``SLOW_SECONDS``.
+    ``/flaky`` fails with 503 the first time; ``/slow`` sends nothing until the client hangs up,
+    or answers after ``STALL_SECONDS``, and records which in ``stalls``.
     """
 
     output: str
     gets: list[str]
+    stalls: list[str]
+    stalled: threading.Event
     image = image_bytes()
 
     def do_POST(self) -> None:
@@ -41,9 +47,20 @@ class _ImageHost(QuietHandler):
         if self.path == "/flaky" and len(self.gets) == 1:
             self.answer(503, b'{"error": {"message": "busy"}}')
             return
-        if self.path == "/slow":
-            time.sleep(SLOW_SECONDS)
+        if self.path == "/slow" and self._stall():
+            return
         self.answer(200, self.image, "image/png")
+
+    def _stall(self) -> bool:
+        """Wait for the client to hang up (true) or for ``STALL_SECONDS`` to pass (false)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], STALL_SECONDS)
+            hung_up = bool(readable) and self.connection.recv(1) == b""
+        except ConnectionResetError:
+            hung_up = True
+        self.stalls.append("client hung up" if hung_up else "answered")
+        self.stalled.set()
+        return hung_up
 
     def _stream_past_the_cap(self) -> None:
         """A PNG signature, then filler, 1 MiB more than the 64 MiB cap, in 1 MiB chunks."""
@@ -64,18 +81,19 @@ def image_host(monkeypatch):
     with contextlib.ExitStack() as stack:
 
         def start(output, **extra):
-            handler = type("ImageHost", (_ImageHost,), {"output": output, "gets": []})
+            attributes = {"output": output, "gets": [], "stalls": [], "stalled": threading.Event()}
+            handler = type("ImageHost", (_ImageHost,), attributes)
             url = stack.enter_context(serve(handler))
             extra = {"allow_private_urls": True, **extra}
             conn = {"conn_type": "cometapi", "host": url, "password": "key-12345", "extra": extra}
             monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", json.dumps(conn))
-            return handler.gets
+            return handler
 
         yield start
 
 
 def test_download_over_the_cap_is_a_bad_response(image_host, waits):
-    gets = image_host("/huge")
+    gets = image_host("/huge").gets
 
     with CometApiHook() as hook, pytest.raises(CometAPIBadResponseError) as raised:
         hook.edit_image(image_bytes(), "Add a ribbon", response_format="url")
@@ -85,7 +103,7 @@ def test_download_over_the_cap_is_a_bad_response(image_host, waits):
 
 
 def test_download_over_the_cap_leaves_no_partial_output(run_dag, tmp_path, image_host, capfd):
-    gets = image_host("/huge")
+    gets = image_host("/huge").gets
     output = f"{tmp_path}/out/"
 
     outcome = run_dag(
@@ -102,7 +120,7 @@ def test_download_over_the_cap_leaves_no_partial_output(run_dag, tmp_path, image
 
 
 def test_download_503_is_retried_then_succeeds(image_host, waits):
-    gets = image_host("/flaky")
+    gets = image_host("/flaky").gets
 
     with CometApiHook() as hook:
         result = hook.edit_image(image_bytes(), "Add a flag", response_format="url")
@@ -114,11 +132,15 @@ def test_download_503_is_retried_then_succeeds(image_host, waits):
 
 
 def test_per_call_timeout_applies_to_downloads(image_host, waits):
-    gets = image_host("/slow", max_retries=0)  # the connection's read timeout stays 600 s
+    host = image_host("/slow", max_retries=0)  # the connection's read timeout stays 600 s
 
-    started = time.monotonic()
-    with CometApiHook() as hook, pytest.raises(CometAPITimeoutError, match="did not answer"):
+    with (
+        CometApiHook() as hook,
+        pytest.raises(CometAPITimeoutError, match="did not answer") as raised,
+    ):
         hook.edit_image(image_bytes(), "Add a flag", response_format="url", timeout=0.5)
 
-    assert time.monotonic() - started < SLOW_SECONDS
-    assert gets == ["/slow"]
+    assert "read timeout=0.5" in str(raised.value.__cause__)  # the socket waited 0.5 s, not 600 s
+    assert host.stalled.wait(STALL_SECONDS)
+    assert host.stalls == ["client hung up"]  # before the image host gave in and answered
+    assert host.gets == ["/slow"]
