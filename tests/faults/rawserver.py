@@ -4,8 +4,8 @@ Each connection gets the same script: its request is read in full, then every st
 order. A ``bytes`` (or ``memoryview``) step is sent as is; ``DRAIN`` waits until the client's
 kernel has every byte sent so far; ``RESET`` closes with ``SO_LINGER`` 0, which sends an RST;
 ``CLOSE`` closes normally; ``STALL`` sends nothing more until the client hangs up (or the server
-stops). A script that ends without ``RESET`` or ``STALL`` closes normally. Every wait is bounded
-in time and count.
+stops), and ``stalls`` records which ended it. A script that ends without ``RESET`` or ``STALL``
+closes normally. Every wait is bounded in time and count.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ RESET = "reset"
 CLOSE = "close"
 STALL = "stall"
 _ACTIONS = (DRAIN, RESET, CLOSE, STALL)
+HUNG_UP = "client hung up"
+STOPPED = "server stopped"
+RAN_OUT = "stall ran out"
+"""How a ``STALL`` ended, as recorded in ``RawServer.stalls``."""
 _POLL = 0.05
 _IO_SECONDS = 10.0
 _MAX_HEAD = 64 * 1024
@@ -70,6 +74,9 @@ class RawServer:
         self.stall_seconds = stall_seconds
         self.requests: list[bytes] = []  # the head of each request, in order
         self.errors: list[str] = []  # what went wrong on the server's side, if anything
+        self.stalls: list[str] = []  # how each stall ended: HUNG_UP, STOPPED or RAN_OUT
+        self.stalling = threading.Event()  # set once a stall has begun
+        self._stall_ended = threading.Condition()
         self._stop = threading.Event()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.bind(("127.0.0.1", 0))
@@ -97,6 +104,12 @@ class RawServer:
         self._listener.close()
         if self._thread.is_alive():
             raise RuntimeError(f"{self._thread.name} did not stop")
+
+    def stall_endings(self, count: int) -> list[str]:
+        """``stalls`` once ``count`` stalls have ended (waiting at most ``_IO_SECONDS``)."""
+        with self._stall_ended:
+            self._stall_ended.wait_for(lambda: len(self.stalls) >= count, _IO_SECONDS)
+            return list(self.stalls)
 
     def _serve(self) -> None:
         served = 0
@@ -170,8 +183,25 @@ class RawServer:
 
     def _stall(self, conn: socket.socket) -> None:
         """Send nothing until the client hangs up, the server stops or the stall times out."""
+        self.stalling.set()
         deadline = time.monotonic() + self.stall_seconds
-        while time.monotonic() < deadline and not self._stop.is_set():
+        ending = RAN_OUT
+        while time.monotonic() < deadline:
+            if self._stop.is_set():
+                ending = STOPPED
+                break
             readable, _, _ = select.select([conn], [], [], _POLL)
-            if readable and not conn.recv(65536):
-                return
+            if readable and not _recv_or_reset(conn):
+                ending = HUNG_UP
+                break
+        with self._stall_ended:
+            self.stalls.append(ending)
+            self._stall_ended.notify_all()
+
+
+def _recv_or_reset(conn: socket.socket) -> bytes:
+    """What the client sent; ``b""`` once it has closed or reset the connection."""
+    try:
+        return conn.recv(65536)
+    except ConnectionResetError:
+        return b""

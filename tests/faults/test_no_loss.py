@@ -36,14 +36,22 @@ from airflow_provider_cometapi.exceptions import (
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 from airflow_provider_cometapi.hooks.cometapi_async import AsyncCometApiClient
 from airflow_provider_cometapi.storage.outputs import StagedOutputs
-from tests.faults.rawserver import CLOSE, DRAIN, RESET, STALL, RawServer, http_response
+from tests.faults.rawserver import (
+    CLOSE,
+    DRAIN,
+    HUNG_UP,
+    RESET,
+    STALL,
+    STOPPED,
+    RawServer,
+    http_response,
+)
 from tests.imaging import image_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 MiB = 1 << 20
-CASE_SECONDS = 5.0
 S3_PART = 50 * MiB
 """s3fs's default block size: a staged S3 file becomes a multipart upload past this many bytes."""
 RAW_KEY = "k-123456"
@@ -149,6 +157,17 @@ def open_files_under(folder: str) -> list[str]:
     return [t for t in targets if t.startswith(folder)]
 
 
+def final_statuses(emulator) -> list[int | None]:
+    """The status of each request once every one is answered (the emulator notices a client
+    hanging up on its own time), or as they stand after 5 s."""
+    deadline = time.monotonic() + 5.0
+    statuses = [r["status"] for r in emulator.requests]
+    while None in statuses and time.monotonic() < deadline:
+        time.sleep(0.05)
+        statuses = [r["status"] for r in emulator.requests]
+    return statuses
+
+
 # --- 1 and 2: every fault, both transports, a real staged sink ---------------------------------
 
 
@@ -161,6 +180,7 @@ class Fault:
     emulator: str | None = None
     script: Callable[[bytes], list[bytes | str]] | None = None
     opens_writer: bool = False
+    outwaited: bool = False  # the server still held its answer back when the client hung up
 
 
 def reset_mid_body(png: bytes) -> list[bytes | str]:
@@ -189,8 +209,10 @@ FAULTS = {
     "truncated body": Fault(CometAPIBadResponseError, 1, emulator="truncate"),
     "reset mid-body": Fault(CometAPIBadResponseError, 1, script=reset_mid_body, opens_writer=True),
     "Content-Length longer than the body": Fault(CometAPIBadResponseError, 1, script=short_body),
-    "stalled before the headers": Fault(CometAPITimeoutError, 1, emulator="hang"),
-    "headers then a stall": Fault(CometAPITimeoutError, 1, script=headers_then_stall),
+    "stalled before the headers": Fault(CometAPITimeoutError, 1, emulator="hang", outwaited=True),
+    "headers then a stall": Fault(
+        CometAPITimeoutError, 1, script=headers_then_stall, outwaited=True
+    ),
     "invalid JSON": Fault(CometAPIBadResponseError, 1, emulator="malformed_json"),
     "bad base64 mid-value": Fault(
         CometAPIBadResponseError, 1, script=bad_base64_mid_value, opens_writer=True
@@ -217,17 +239,18 @@ def test_fault_ends_typed_and_leaves_no_file(
         attempts = lambda: len(cometapi_emulator.requests)  # noqa: E731
     sink = StagedOutputs(out, stem="boat", map_index=-1, conn_id=None)
 
-    started = time.monotonic()
     try:
         TRANSPORTS[transport](small_request(), sink, f"key-{transport}")
     except CometAPIError as exc:
         error: CometAPIError | None = exc
     else:
         error = None
-    elapsed = time.monotonic() - started
 
-    assert elapsed < CASE_SECONDS
     assert attempts() == fault.attempts
+    if fault.outwaited and fault.script is not None:  # the client's timeout, not the stall's end
+        assert server.stall_endings(1) == [HUNG_UP]
+    elif fault.outwaited:  # 499: the client left; a hang that ran out would answer 504
+        assert final_statuses(cometapi_emulator) == [499]
     if fault.error is None:
         assert error is None
         assert sink.commit() == [f"file://{out}boat-0.png"]
@@ -248,11 +271,10 @@ def test_raw_server_stops_without_a_stray_thread_or_socket(serve_raw):
     server = serve_raw([STALL], stall_seconds=30)
     with socket.create_connection(("127.0.0.1", server.port), timeout=2) as client:
         client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.1)  # the server is now stalling on this connection
-        started = time.monotonic()
+        assert server.stalling.wait(10)  # the server is now stalling on this connection
         server.stop()
-        assert time.monotonic() - started < 1
-        assert client.recv(10) == b""  # the stall ended with a normal close
+        assert server.stalls == [STOPPED]  # stop() ended the stall; its 30 s did not run out
+        assert client.recv(10) == b""  # with a normal close
     assert not [t for t in threading.enumerate() if t.name.startswith("rawserver-")]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=2)
