@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 class ItemJob:
-    """One item's blocking steps: check, look up, commit, give up. None of them raises.
+    """One item's steps but the gate: check, look up, send, commit, give up. Only ``send`` raises.
 
     :param position: the item's place in the batch, for the request gate.
     """

@@ -39,7 +39,7 @@ def run_in_threads(
 ) -> list[ItemResult]:
     """Run the items on worker threads, each with its own HTTP session; results in order."""
     gate = ThreadGate(len(work), limit, stop_on_failure=on_item_failure == "fail")
-    batch = _Batch(work, gate)
+    batch = _Batch(work, gate, log)
     local, hooks = threading.local(), []
 
     def run(position: int, plan: ItemPlan) -> ItemResult | None:
@@ -63,14 +63,13 @@ def run_in_threads(
 
     import requests  # noqa: F401 - imported once here, not by every thread at once
 
-    progress = BatchProgress(log, len(work))
     pool = ThreadPoolExecutor(max_workers=2 * limit)
     try:
-        running = {pool.submit(run, p, plan): p for p, plan in batch.to_run(progress)}
+        running = {pool.submit(run, p, plan): p for p, plan in batch.to_run()}
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                batch.finished(running.pop(future), future.result(), progress)
+                batch.finished(running.pop(future), future.result())
     finally:  # stopped (a timeout, the task killed): no waiting item may send
         gate.stop()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -90,7 +89,7 @@ async def run_in_tasks(
 ) -> list[ItemResult]:
     """Run the items as tasks on the event loop, blocking steps in threads; results in order."""
     gate = AsyncGate(len(work), limit, stop_on_failure=on_item_failure == "fail")
-    batch = _Batch(work, gate)
+    batch = _Batch(work, gate, log)
     under_way = asyncio.Semaphore(2 * limit)
 
     async def run(position: int, plan: ItemPlan) -> ItemResult | None:
@@ -110,13 +109,12 @@ async def run_in_tasks(
                 raise
             return steps.result
 
-    progress = BatchProgress(log, len(work))
-    running = {asyncio.ensure_future(run(p, plan)): p for p, plan in batch.to_run(progress)}
+    running = {asyncio.ensure_future(run(p, plan)): p for p, plan in batch.to_run()}
     try:
         while running:
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                batch.finished(running.pop(task), task.result(), progress)
+                batch.finished(running.pop(task), task.result())
     finally:
         gate.stop()
         for task in running:
@@ -146,26 +144,28 @@ async def _perform_async(
 
 
 class _Batch:
-    """What both runners keep: results by position, in order, whatever order items finish in."""
+    """What both runners keep: results by position, in order, whatever order items finish in,
+    and the progress line."""
 
-    def __init__(self, work: list[Work], gate: OrderedGate) -> None:
+    def __init__(self, work: list[Work], gate: OrderedGate, log: Any) -> None:
         self.work, self.gate = work, gate
+        self.progress = BatchProgress(log, len(work))
         self._results: list[ItemResult | None] = [None] * len(work)
 
-    def to_run(self, progress: BatchProgress) -> Generator[tuple[int, ItemPlan], None, None]:
+    def to_run(self) -> Generator[tuple[int, ItemPlan], None, None]:
         """The plans to run with their positions; settled items are recorded on the way."""
         for position, item in enumerate(self.work):
             if isinstance(item, ItemResult):
                 self.gate.checked(position, passed=item.error is None, settled=True)
-                self.finished(position, item, progress)
+                self.finished(position, item)
             else:
                 yield position, item
 
-    def finished(self, position: int, result: ItemResult | None, progress: BatchProgress) -> None:
+    def finished(self, position: int, result: ItemResult | None) -> None:
         """Record an item's result (``None``: never started) and count it."""
         self._results[position] = result
         if result is not None:
-            progress.add(result)
+            self.progress.add(result)
 
     def results(self) -> list[ItemResult]:
         """Every item's result in order; an item never started is recorded as such."""
