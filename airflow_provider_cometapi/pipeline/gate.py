@@ -82,7 +82,10 @@ class OrderedGate:
         return self.stopped or (self._ordered and self._first_failed_check < position)
 
     def decide(self, position: int) -> bool | None:
-        """``True``: send now (counted in flight); ``False``: never; ``None``: not yet."""
+        """``True``: send now (counted in flight); ``False``: never; ``None``: not yet.
+
+        Call it under the gate's guard: an answer other than ``None`` moves the turn on.
+        """
         if self.refuses(position):
             self._leave(position)
             return False
@@ -95,10 +98,11 @@ class OrderedGate:
         return True
 
     def _leave(self, position: int) -> None:
-        """Item ``position`` waits no more: the next one may take its turn."""
+        """Item ``position`` waits no more: the next one may take its turn (wake it)."""
         self._done_waiting[position] = True
         while self._next < len(self._done_waiting) and self._done_waiting[self._next]:
             self._next += 1
+        self._changed()
 
     def _guard(self) -> AbstractContextManager[object]:
         return contextlib.nullcontext()

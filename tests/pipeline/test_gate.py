@@ -1,0 +1,69 @@
+"""The request gate's rule, by position, and its waking of waiting items."""
+
+from __future__ import annotations
+
+import asyncio
+
+from airflow_provider_cometapi.pipeline.gate import AsyncGate, OrderedGate
+
+
+def passed(gate: OrderedGate, *positions: int) -> None:
+    for position in positions:
+        gate.checked(position, passed=True, settled=False)
+
+
+def test_under_fail_items_take_their_turn_in_order():
+    gate = OrderedGate(4, 2, stop_on_failure=True)
+    passed(gate, 1)
+    assert gate.decide(1) is None  # item 0 has not passed its checks yet
+    passed(gate, 0)
+    assert gate.decide(1) is None  # nor taken its turn
+    assert gate.decide(0) is True
+    assert gate.decide(1) is True
+    passed(gate, 2)
+    assert gate.decide(2) is None  # two in flight already
+    gate.answered(ok=True)
+    assert gate.decide(2) is True
+
+
+def test_a_check_failure_refuses_every_later_item_and_none_before_it():
+    gate = OrderedGate(6, 8, stop_on_failure=True)
+    passed(gate, 0, 1, 2, 4, 5)
+    gate.checked(3, passed=False, settled=True)
+    assert [gate.decide(position) for position in range(3)] == [True, True, True]
+    assert [gate.decide(position) for position in (4, 5)] == [False, False]
+
+
+def test_a_failed_answer_starts_nothing_after_it():
+    gate = OrderedGate(4, 2, stop_on_failure=True)
+    passed(gate, 0, 1, 2, 3)
+    assert [gate.decide(0), gate.decide(1)] == [True, True]
+    gate.answered(ok=False)
+    assert [gate.decide(2), gate.decide(3)] == [False, False]
+
+
+def test_under_continue_only_the_limit_counts():
+    gate = OrderedGate(4, 1, stop_on_failure=False)
+    passed(gate, 3)
+    gate.checked(0, passed=False, settled=True)
+    assert gate.decide(3) is True  # no order, and a failure stops nothing
+    assert gate.decide(1) is None
+    gate.answered(ok=False)
+    assert gate.decide(1) is True
+
+
+def test_a_waiting_item_wakes_when_the_one_before_it_takes_its_turn():
+    """The turn moving on is a change like any other: whoever waits for it is woken."""
+
+    async def scenario() -> bool:
+        gate = AsyncGate(2, 2, stop_on_failure=True)
+        passed(gate, 0, 1)
+        second = asyncio.ensure_future(gate.turn(1))
+        await asyncio.sleep(0)  # item 1 waits: item 0 has not taken its turn
+        assert not second.done()
+        first = await gate.turn(0)  # nothing else will change: this alone must wake item 1
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return first and second.done() and second.result()
+
+    assert asyncio.run(scenario()) is True
