@@ -66,7 +66,7 @@ def test_batch_edits_a_prefix_in_source_order(
 
 def test_batch_keeps_concurrency_within_the_bound(run_dag, tmp_path, cometapi_emulator):
     folder = inbox(tmp_path, 8)
-    cometapi_emulator.set_latency(0.3)
+    cometapi_emulator.set_fault("after_requests=2")  # the first answer waits for a second edit
     run_dag(batch_task(repr(f"{folder}/*.png"), f"{tmp_path}/out/", max_concurrency=2))
 
     assert cometapi_emulator.max_in_flight == 2
@@ -119,10 +119,10 @@ def test_batch_fail_stops_starting_new_items(run_dag, tmp_path, cometapi_emulato
 
 def test_a_stopped_batch_starts_no_waiting_request(run_dag, tmp_path, cometapi_emulator):
     folder = inbox(tmp_path, 4)
-    cometapi_emulator.set_latency(3.0)
+    cometapi_emulator.set_latency(6.0)  # far longer than the timeout, which far exceeds set-up
     outcome = run_dag(
         batch_task(repr(f"{folder}/"), f"{tmp_path}/out/", max_concurrency=1)[:-1]
-        + ", execution_timeout=__import__('datetime').timedelta(seconds=1))"
+        + ", execution_timeout=__import__('datetime').timedelta(seconds=3))"
     )
 
     assert outcome.states() == {("batch", -1): "failed"}
