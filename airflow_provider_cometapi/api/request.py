@@ -101,33 +101,6 @@ class EditParams:
         return asdict(self)
 
 
-def build_edit_request(
-    image: ImageInput | Sequence[ImageInput],
-    prompt: str,
-    *,
-    model: str,
-    mask: ImageInput | None = None,
-    n: int | None = None,
-    quality: str | None = None,
-    size: str | None = None,
-    output_format: str | None = None,
-    response_format: str | None = None,
-    extra_fields: Mapping[str, Any] | None = None,
-) -> EditRequest:
-    """Check every argument and input file; raise ``CometAPIValidationError`` on the first fault."""
-    params = EditParams(
-        prompt=prompt,
-        model=model,
-        n=n,
-        quality=quality,
-        size=size,
-        output_format=output_format,
-        response_format=response_format,
-        extra_fields=extra_fields,
-    )
-    return edit_request(image, params, mask=mask)
-
-
 def edit_request(
     image: ImageInput | Sequence[ImageInput], params: EditParams, *, mask: ImageInput | None = None
 ) -> EditRequest:

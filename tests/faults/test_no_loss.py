@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
-from airflow_provider_cometapi.api.request import build_edit_request
+from airflow_provider_cometapi.api.request import EditParams, edit_request
 from airflow_provider_cometapi.api.sinks import MemorySink
 from airflow_provider_cometapi.exceptions import (
     CometAPIBadRequestError,
@@ -116,7 +116,9 @@ def serve_raw(monkeypatch):
 
 
 def small_request():
-    return build_edit_request(image_bytes((64, 48)), "Add a ribbon", model="gpt-image-2")
+    return edit_request(
+        image_bytes((64, 48)), EditParams(prompt="Add a ribbon", model="gpt-image-2")
+    )
 
 
 def run_sync(request, sink, key: str):
