@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import signal
+import subprocess
+import sys
+from typing import TYPE_CHECKING
 
 from tests.imaging import decode, image_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 KEY = "test-key-0123456789"
 PROMPT = "Add a small red ribbon"
@@ -18,3 +26,27 @@ def png_part(data: bytes | None = None, name: str = "image.png", field: str = "i
 def outputs(response):
     """Decode every ``b64_json`` image of an edit response."""
     return [decode(base64.b64decode(item["b64_json"])) for item in response.json()["data"]]
+
+
+@contextlib.contextmanager
+def emulator_cli(*options: str) -> Iterator[str]:
+    """Run ``python -m airflow_provider_cometapi.emulator --port 0 OPTIONS``; yield its URL.
+
+    On leaving, it must stop cleanly on SIGTERM (exit code 0); it is killed if it does not.
+    """
+    command = [sys.executable, "-m", "airflow_provider_cometapi.emulator", "--port", "0"]
+    with subprocess.Popen(
+        [*command, *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        try:
+            line = process.stdout.readline().strip()
+            prefix = "CometAPI emulator listening on http://127.0.0.1:"
+            assert line.startswith(prefix), line or process.stderr.read()
+            yield line.rsplit(" ", 1)[1]
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()

@@ -2,55 +2,27 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-
 import pytest
 import requests
 
 from airflow_provider_cometapi.emulator.__main__ import main
-from tests.emulator.helpers import png_part
+from tests.emulator.helpers import emulator_cli, png_part
 
 
 def test_cli_serves_on_a_free_port_until_sigterm():
-    command = [
-        sys.executable,
-        "-m",
-        "airflow_provider_cometapi.emulator",
-        "--port",
-        "0",
-        "--api-key",
-        "cli-key",
-        "--fault",
-        "status=503;retry_after=4",
-    ]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        try:
-            line = process.stdout.readline().strip()
-            prefix = "CometAPI emulator listening on http://127.0.0.1:"
-            assert line.startswith(prefix), line or process.stderr.read()
-            url = line.rsplit(" ", 1)[1]
-            headers = {"Authorization": "Bearer cli-key"}
-            assert requests.get(f"{url}/v1/models", headers=headers, timeout=5).status_code == 200
-            edit = requests.post(
-                f"{url}/v1/images/edits",
-                files=[png_part()],
-                data={"prompt": "x"},
-                headers=headers,
-                timeout=5,
-            )
-            assert (edit.status_code, edit.headers["Retry-After"]) == (503, "4")
-            wrong = requests.get(f"{url}/v1/models", headers={"Authorization": "Bearer k"})
-            assert wrong.status_code == 401
-
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=10) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
+    with emulator_cli("--api-key", "cli-key", "--fault", "status=503;retry_after=4") as url:
+        headers = {"Authorization": "Bearer cli-key"}
+        assert requests.get(f"{url}/v1/models", headers=headers, timeout=5).status_code == 200
+        edit = requests.post(
+            f"{url}/v1/images/edits",
+            files=[png_part()],
+            data={"prompt": "x"},
+            headers=headers,
+            timeout=5,
+        )
+        assert (edit.status_code, edit.headers["Retry-After"]) == (503, "4")
+        wrong = requests.get(f"{url}/v1/models", headers={"Authorization": "Bearer k"})
+        assert wrong.status_code == 401
 
 
 @pytest.mark.parametrize(

@@ -3,16 +3,12 @@ and ``--fault-for``; how they match, count ``times=N`` and rank against the othe
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-
 import pytest
 import requests
 
 from airflow_provider_cometapi.emulator import EmulatorServer
 from airflow_provider_cometapi.emulator.__main__ import main
-from tests.emulator.helpers import KEY, png_part
+from tests.emulator.helpers import KEY, emulator_cli, png_part
 from tests.imaging import mask_bytes
 
 FAULT = "x-emulator-fault"
@@ -229,34 +225,9 @@ def test_cli_refuses_bad_fault_for_naming_the_option(argv, message, capsys):
 
 
 def test_cli_fault_for_is_repeatable_and_splits_at_the_first_equals_sign():
-    command = [
-        sys.executable,
-        "-m",
-        "airflow_provider_cometapi.emulator",
-        "--port",
-        "0",
-        "--fault",
-        "status=500",
-        "--fault-for",
-        "b3.png=status=400",
-        "--fault-for",
-        "b4=status=503;retry_after=4",
-    ]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        try:
-            line = process.stdout.readline().strip()
-            assert line.startswith("CometAPI emulator listening on http://"), (
-                line or process.stderr.read()
-            )
-            url = line.rsplit(" ", 1)[1]
-            answers = [post_named(url, name) for name in ("b3.png", "b4.jpeg", "b1.png")]
+    options = ["--fault", "status=500", "--fault-for", "b3.png=status=400"]
+    with emulator_cli(*options, "--fault-for", "b4=status=503;retry_after=4") as url:
+        answers = [post_named(url, name) for name in ("b3.png", "b4.jpeg", "b1.png")]
 
-            assert [a.status_code for a in answers] == [400, 503, 500]
-            assert answers[1].headers["Retry-After"] == "4"
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=10) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
+        assert [a.status_code for a in answers] == [400, 503, 500]
+        assert answers[1].headers["Retry-After"] == "4"
