@@ -4,12 +4,12 @@ The rule, with items numbered by their position in ``sources``:
 
 - at most ``limit`` requests are in flight at once;
 - under ``on_item_failure="fail"``, items take their turn in order: item *k* sends its request
-  only once every item before it has passed its checks (read, decoded, checked, looked up in its
-  manifest) and has sent its own request or needed none. An item that fails
-  its checks is the batch's failure: no item after it is ever sent, and every item before it
-  still is (unless its own checks fail). A failed request or a failed commit stops the batch at
-  once: no item starts its request after that answer arrived; requests already in flight finish
-  and their outputs are written;
+  (or reports that it needs none) only once every item before it has passed its checks (read,
+  decoded, checked, looked up in its manifest) and taken its own turn. An item that fails
+  its checks is the batch's failure: no item after it is ever sent (each reports not started),
+  and every item before it still is (unless its own checks fail). A failed request or a failed
+  commit stops the batch at once: no item starts its request after that answer arrived;
+  requests already in flight finish and their outputs are written;
 - under ``"continue"`` only the limit applies;
 - once stopped (the task is ending, or a failure under ``fail``), no waiting item starts.
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 
 class OrderedGate:
-    """The rule above, without waiting: ``decide`` says send, never, or not yet.
+    """The rule above, without waiting: ``decide`` says go, never, or not yet.
 
     :param count: items in the batch.
     :param limit: requests in flight at once.
@@ -36,26 +36,19 @@ class OrderedGate:
     """
 
     def __init__(self, count: int, limit: int, *, stop_on_failure: bool) -> None:
-        self._checks: list[bool | None] = [None] * count
-        self._passed = 0  # the items before this position all passed their checks
         self._done_waiting = [False] * count
-        self._next = 0  # the items before this position have all sent, or needed no request
+        self._next = 0  # every item before this position has taken its turn
         self._first_failed_check = count
         self._limit = limit
         self._ordered = stop_on_failure
         self.in_flight = 0
         self.stopped = False
 
-    def checked(self, position: int, *, passed: bool, settled: bool) -> None:
-        """Item ``position`` passed or failed its checks; ``settled``: it needs no request."""
+    def checked(self, position: int, *, passed: bool) -> None:
+        """Item ``position`` passed or failed its checks."""
         with self._guard():
-            self._checks[position] = passed
             if not passed:
                 self._first_failed_check = min(self._first_failed_check, position)
-            while self._passed < len(self._checks) and self._checks[self._passed]:
-                self._passed += 1
-            if settled:
-                self._leave(position)
             self._changed()
 
     def answered(self, *, ok: bool) -> None:
@@ -78,27 +71,30 @@ class OrderedGate:
             self._changed()
 
     def refuses(self, position: int) -> bool:
-        """Whether item ``position`` will never send its request."""
+        """Whether item ``position`` is never to be sent, nor reported as more than not started."""
         return self.stopped or (self._ordered and self._first_failed_check < position)
 
-    def decide(self, position: int) -> bool | None:
-        """``True``: send now (counted in flight); ``False``: never; ``None``: not yet.
+    def decide(self, position: int, *, sending: bool = True) -> bool | None:
+        """Item ``position``'s turn: ``True`` go (a request is counted in flight if
+        ``sending``), ``False`` never, ``None`` not yet. Call it under the gate's guard.
 
-        Call it under the gate's guard: an answer other than ``None`` moves the turn on.
+        Under ``fail``, items that need no request (failed checks, reused outputs) take their
+        turn in order too, so what every item reports is fixed by position, not by timing.
         """
         if self.refuses(position):
-            self._leave(position)
+            self.leave(position)
             return False
-        if self.in_flight >= self._limit or (
-            self._ordered and min(self._passed, self._next) < position
-        ):
+        if self._ordered and self._next < position:
             return None
-        self.in_flight += 1
-        self._leave(position)
+        if sending:
+            if self.in_flight >= self._limit:
+                return None
+            self.in_flight += 1
+        self.leave(position)
         return True
 
-    def _leave(self, position: int) -> None:
-        """Item ``position`` waits no more: the next one may take its turn (wake it)."""
+    def leave(self, position: int) -> None:
+        """Item ``position`` has taken its turn (or was settled before the run): wake the next."""
         self._done_waiting[position] = True
         while self._next < len(self._done_waiting) and self._done_waiting[self._next]:
             self._next += 1
@@ -118,13 +114,13 @@ class ThreadGate(OrderedGate):
         super().__init__(count, limit, stop_on_failure=stop_on_failure)
         self._condition = threading.Condition()
 
-    def turn(self, position: int) -> bool:
-        """Wait for item ``position``'s turn; ``False`` when it must never send."""
+    def turn(self, position: int, *, sending: bool = True) -> bool:
+        """Wait for item ``position``'s turn; ``False`` when it is not to go on."""
         with self._condition:
-            decision = self.decide(position)
+            decision = self.decide(position, sending=sending)
             while decision is None:
                 self._condition.wait()
-                decision = self.decide(position)
+                decision = self.decide(position, sending=sending)
             return decision
 
     def _guard(self) -> AbstractContextManager[object]:
@@ -141,11 +137,11 @@ class AsyncGate(OrderedGate):
         super().__init__(count, limit, stop_on_failure=stop_on_failure)
         self._change = asyncio.Event()
 
-    async def turn(self, position: int) -> bool:
-        """Wait for item ``position``'s turn; ``False`` when it must never send."""
+    async def turn(self, position: int, *, sending: bool = True) -> bool:
+        """Wait for item ``position``'s turn; ``False`` when it is not to go on."""
         while True:
             change = self._change
-            decision = self.decide(position)
+            decision = self.decide(position, sending=sending)
             if decision is not None:
                 return decision
             await change.wait()

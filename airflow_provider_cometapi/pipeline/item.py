@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 
 class ItemJob:
-    """One item's steps but the gate: check, look up, send, commit, give up. Only ``send`` raises.
+    """One item's steps but the gate: check, look up, send, commit, give up. Only ``send``
+    raises: every other step turns a failure into the item's failed result.
 
     :param position: the item's place in the batch, for the request gate.
     """
@@ -70,7 +71,10 @@ class ItemJob:
         if failed is not None:
             return failed
         assert self.sink is not None
-        done = manifests.load_completed(self.sink, self.key)
+        try:
+            done = manifests.load_completed(self.sink, self.key)
+        except Exception as exc:  # the output location itself cannot be used
+            return self.failed(exc)
         if done is None:
             return None
         self.log.info(
@@ -121,8 +125,14 @@ class Blocking:
     call: Callable[[], Any]
 
 
+@dataclass(frozen=True)
 class Turn:
-    """The step that waits for the item's turn at the gate; answers whether it may send."""
+    """The step that waits for the item's turn at the gate; answers whether it may go on.
+
+    :param sending: the item will send a request (counted against the limit).
+    """
+
+    sending: bool
 
 
 class Send:
@@ -130,20 +140,19 @@ class Send:
 
 
 Step = Blocking | Turn | Send
-TURN, SEND = Turn(), Send()
+SEND = Send()
 
 
 def item_steps(job: ItemJob, gate: OrderedGate) -> Generator[Step, Any, ItemResult | None]:
     """The item's steps in order; a runner performs each and sends back its answer (or throws
     its error). Returns the item's result, or ``None`` when it was never started."""
     settled = yield Blocking(job.prepare)
-    passed = settled is None or settled.error is None
-    gate.checked(job.position, passed=passed, settled=settled is not None)
-    if settled is not None:
-        return settled
-    if not (yield TURN):
+    gate.checked(job.position, passed=settled is None or settled.error is None)
+    if not (yield Turn(sending=settled is None)):
         yield Blocking(job.abandon)
         return None
+    if settled is not None:
+        return settled
     try:
         outcome = yield SEND
     except Exception as exc:  # refused, or failed for good: the gate stops under 'fail'
@@ -180,6 +189,11 @@ class ItemSteps:
             return self._steps.throw(error) if error is not None else self._steps.send(answer)
         except StopIteration as done:
             self.result = done.value
+            raise StopIteration from None
+        except Exception as exc:  # a step failed that should not: this item fails, not the batch
+            self._gate.checked(self._job.position, passed=False)
+            self._gate.leave(self._job.position)
+            self.result = self._job.failed(exc)
             raise StopIteration from None
 
     def answer(self, value: Any) -> None:

@@ -128,7 +128,7 @@ def _perform(step: Step, job: ItemJob, gate: ThreadGate, hook: CometApiHook) -> 
     if isinstance(step, Blocking):
         return step.call()
     if isinstance(step, Turn):
-        return gate.turn(job.position)
+        return gate.turn(job.position, sending=step.sending)
     return job.send(hook.run_edit)
 
 
@@ -139,7 +139,7 @@ async def _perform_async(
     if isinstance(step, Blocking):
         return await asyncio.to_thread(step.call)
     if isinstance(step, Turn):
-        return await gate.turn(job.position)
+        return await gate.turn(job.position, sending=step.sending)
     return await job.send(client.run_edit)
 
 
@@ -156,15 +156,16 @@ class _Batch:
         """The plans to run with their positions; settled items are recorded on the way."""
         for position, item in enumerate(self.work):
             if isinstance(item, ItemResult):
-                self.gate.checked(position, passed=item.error is None, settled=True)
+                self.gate.checked(position, passed=item.error is None)
+                self.gate.leave(position)
                 self.finished(position, item)
             else:
                 yield position, item
 
     def finished(self, position: int, result: ItemResult | None) -> None:
-        """Record an item's result (``None``: never started) and count it."""
+        """Record an item's result (``None``: never started) and count it if it started."""
         self._results[position] = result
-        if result is not None:
+        if result is not None and result.started:
             self.progress.add(result)
 
     def results(self) -> list[ItemResult]:

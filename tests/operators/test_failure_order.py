@@ -128,14 +128,19 @@ CHECK_FAILED = ["edited"] * 3 + ["CometAPIValidationError"] + ["not started"] * 
 
 
 @pytest.mark.parametrize("limit", [1, 2, 8])
-@pytest.mark.parametrize("bad", ["small", "large"])
+@pytest.mark.parametrize(
+    "bad",
+    [{"b3.png": "small"}, {"b3.png": "large"}, {"b3.png": "small", "b5.png": "small"}],
+    ids=["small", "large", "two-small"],
+)
 def test_a_check_failure_sends_every_item_before_it_and_none_after(
     cometapi_conn, cometapi_emulator, inbox_files, cpu_load, tmp_path, bad, limit
 ):
+    """A second bad item after the first is not started either, whichever is read first."""
     folder = tmp_path / "inbox"
     folder.mkdir()
     for name in NAMES:
-        (folder / name).write_bytes(inbox_files[bad if name == "b3.png" else "good"])
+        (folder / name).write_bytes(inbox_files[bad.get(name, "good")])
 
     assert_every_run(cometapi_emulator, folder, tmp_path, limit, NAMES[:3], CHECK_FAILED)
 

@@ -9,15 +9,14 @@ from airflow_provider_cometapi.pipeline.gate import AsyncGate, OrderedGate
 
 def passed(gate: OrderedGate, *positions: int) -> None:
     for position in positions:
-        gate.checked(position, passed=True, settled=False)
+        gate.checked(position, passed=True)
 
 
 def test_under_fail_items_take_their_turn_in_order():
     gate = OrderedGate(4, 2, stop_on_failure=True)
     passed(gate, 1)
-    assert gate.decide(1) is None  # item 0 has not passed its checks yet
+    assert gate.decide(1) is None  # item 0 has not taken its turn
     passed(gate, 0)
-    assert gate.decide(1) is None  # nor taken its turn
     assert gate.decide(0) is True
     assert gate.decide(1) is True
     passed(gate, 2)
@@ -27,11 +26,23 @@ def test_under_fail_items_take_their_turn_in_order():
 
 
 def test_a_check_failure_refuses_every_later_item_and_none_before_it():
-    gate = OrderedGate(6, 8, stop_on_failure=True)
-    passed(gate, 0, 1, 2, 4, 5)
-    gate.checked(3, passed=False, settled=True)
+    gate = OrderedGate(7, 8, stop_on_failure=True)
+    passed(gate, 0, 1, 2, 4, 6)
+    gate.checked(5, passed=False)  # found first, but an earlier item fails too
+    gate.checked(3, passed=False)
     assert [gate.decide(position) for position in range(3)] == [True, True, True]
-    assert [gate.decide(position) for position in (4, 5)] == [False, False]
+    assert gate.decide(3, sending=False) is True  # item 3 reports its own failure
+    assert [gate.decide(position) for position in (4, 6)] == [False, False]
+    assert gate.decide(5, sending=False) is False  # reported as not started, like item 4
+
+
+def test_an_item_that_needs_no_request_waits_its_turn_but_not_for_a_slot():
+    gate = OrderedGate(3, 1, stop_on_failure=True)
+    passed(gate, 0, 1, 2)
+    assert gate.decide(1, sending=False) is None  # its turn has not come
+    assert gate.decide(0) is True  # one request in flight: the limit is reached
+    assert gate.decide(1, sending=False) is True  # reused: no slot needed
+    assert gate.decide(2) is None
 
 
 def test_a_failed_answer_starts_nothing_after_it():
@@ -45,7 +56,7 @@ def test_a_failed_answer_starts_nothing_after_it():
 def test_under_continue_only_the_limit_counts():
     gate = OrderedGate(4, 1, stop_on_failure=False)
     passed(gate, 3)
-    gate.checked(0, passed=False, settled=True)
+    gate.checked(0, passed=False)
     assert gate.decide(3) is True  # no order, and a failure stops nothing
     assert gate.decide(1) is None
     gate.answered(ok=False)
