@@ -148,15 +148,14 @@ class _CometImageEditBase(BaseOperator):
         from airflow_provider_cometapi.storage.paths import warm_up
 
         warm_up(plans[0].output_path, self.output_conn_id)
-        with self.hook:
-            return run_in_threads(
-                list(plans),
-                params,
-                self.hook,
-                limit=limit,
-                on_item_failure=on_item_failure,
-                log=self.log,
-            )
+        return run_in_threads(
+            list(plans),
+            params,
+            self.hook,
+            limit=limit,
+            on_item_failure=on_item_failure,
+            log=self.log,
+        )
 
     def _defer(
         self,
@@ -366,7 +365,8 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         fails at the end when any item failed.
 
     The other parameters are those of ``CometImageEditOperator``. Returns the output URIs in
-    source order; pushes ``usage`` (summed) and ``items`` (source, outputs, usage, error).
+    source order; pushes ``usage`` (summed) and ``items`` (source, outputs, usage, request id,
+    retries, error, reused).
     """
 
     template_fields: Sequence[str] = (*_CometImageEditBase.template_fields, "sources")

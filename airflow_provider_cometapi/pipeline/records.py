@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.exceptions import CometAPIBatchError, CometAPIError
@@ -18,7 +18,8 @@ NOT_STARTED = "not started: an earlier item failed and on_item_failure='fail'"
 class ItemResult:
     """One item's record: its source, outputs, usage, request id, retries, reuse and error.
 
-    Its JSON (``to_json``) is what the ``items`` XCom, the trigger event and manifests carry.
+    Its JSON (``to_json``) is what the ``items`` XCom and the trigger event carry; a manifest
+    keeps ``manifest_record()``.
     """
 
     source: str
@@ -29,6 +30,8 @@ class ItemResult:
     reused: bool = False
     error: dict[str, Any] | None = None
     """``CometAPIError.to_dict()`` of what failed, or ``None``."""
+    cause: BaseException | None = field(default=None, compare=False, repr=False)
+    """The error itself, while the record stays in the process that caught it (not in JSON)."""
 
     @classmethod
     def edited(cls, source: str, outputs: list[str], outcome: EditOutcome) -> ItemResult:
@@ -39,7 +42,7 @@ class ItemResult:
     def failed(cls, source: str, error: BaseException) -> ItemResult:
         """An item that failed with ``error``."""
         described = CometAPIError.describe(error)
-        return cls(source, request_id=described["request_id"], error=described)
+        return cls(source, request_id=described["request_id"], error=described, cause=error)
 
     @classmethod
     def not_started(cls, source: str) -> ItemResult:
@@ -58,44 +61,25 @@ class ItemResult:
         """Whether the item was taken up at all (not stopped by an earlier failure)."""
         return self.error is None or self.error["type"] != CometAPIBatchError.__name__
 
-    def exception(self) -> CometAPIError:
-        """The item's error, rebuilt as its own class."""
+    def exception(self) -> BaseException:
+        """The item's error: the one caught, or in another process, rebuilt as its own class."""
         assert self.error is not None
-        return CometAPIError.from_dict(self.error)
+        return self.cause if self.cause is not None else CometAPIError.from_dict(self.error)
 
     def manifest_record(self) -> dict[str, Any]:
         """What a manifest keeps of a finished item."""
-        return {
-            "source": self.source,
-            "outputs": self.outputs,
-            "usage": self.usage,
-            "request_id": self.request_id,
-        }
+        return {key: getattr(self, key) for key in ("source", "outputs", "usage", "request_id")}
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON."""
         return {
-            "source": self.source,
-            "outputs": list(self.outputs),
-            "usage": self.usage,
-            "request_id": self.request_id,
-            "retries": self.retries,
-            "error": self.error,
-            "reused": self.reused,
+            item.name: getattr(self, item.name) for item in fields(self) if item.name != "cause"
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ItemResult:
         """The record ``to_json`` gave."""
-        return cls(
-            source=data["source"],
-            outputs=list(data["outputs"]),
-            usage=dict(data["usage"]),
-            request_id=data["request_id"],
-            retries=data["retries"],
-            reused=data["reused"],
-            error=data["error"],
-        )
+        return cls(**data)
 
 
 def sum_usage(usages: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -45,6 +45,8 @@ class StoredSource:
 
     location: str
     conn_id: str | None = None
+    path: Any = field(default=None, compare=False, repr=False)
+    """The ``ObjectStoragePath`` given, read as it is (with its storage options) on the worker."""
 
     @property
     def label(self) -> str:
@@ -58,7 +60,8 @@ class StoredSource:
 
     def read(self, field: str) -> tuple[str, bytes]:
         """``(file name, bytes)``, within the size limit."""
-        return _read_storage(storage_path(self.location, self.conn_id), field)
+        path = self.path if self.path is not None else storage_path(self.location, self.conn_id)
+        return _read_storage(path, field)
 
     def to_json(self) -> dict[str, Any]:
         """Location and connection, for the triggerer."""
@@ -129,10 +132,8 @@ def classify(value: Any, field: str, conn_id: str | None) -> Source:
     value = _parse_rendered_literal(value)
     try:
         return _classify(value, field, conn_id)
-    except CometAPIError as exc:
-        text = value.strip() if isinstance(value, str) else ""
-        shown = text and not text.lower().startswith("data:")
-        return BadSource(excerpt(text) if shown else f"<{type(value).__name__} input>", exc)
+    except CometAPIError as exc:  # never a path (a path is a StoredSource): show no text
+        return BadSource(f"<{type(value).__name__} input>", exc)
 
 
 def classify_all(value: Any, field: str, conn_id: str | None) -> list[Source]:
@@ -202,9 +203,9 @@ def _classify(value: Any, field: str, conn_id: str | None) -> Source:
     if isinstance(value, str):
         return _from_text(value.strip(), field, conn_id)
     if _is_object_storage_path(value):
-        return StoredSource(str(value), value.conn_id)
+        return StoredSource(str(value), value.conn_id, path=value)
     if isinstance(value, os.PathLike):
-        return _from_text(os.fspath(value), field, None)
+        return StoredSource(os.fspath(value))
     raise CometAPIValidationError(
         f"{field} is a {type(value).__name__}; pass a path, an object-storage URI, base64 text, "
         "a data URI, a dict with 'b64_json', or bytes.",
