@@ -2,16 +2,17 @@
 
 The rule, with items numbered by their position in ``sources``:
 
-- at most ``limit`` requests are in flight at once;
-- under ``on_item_failure="fail"``, items take their turn in order: item *k* sends its request
-  (or reports that it needs none) only once every item before it has passed its checks (read,
-  decoded, checked, looked up in its manifest) and taken its own turn. An item that fails
-  its checks is the batch's failure: no item after it is ever sent (each reports not started),
-  and every item before it still is (unless its own checks fail). A failed request or a failed
-  commit stops the batch at once: no item starts its request after that answer arrived;
-  requests already in flight finish and their outputs are written;
-- under ``"continue"`` only the limit applies;
-- once stopped (the task is ending, or a failure under ``fail``), no waiting item starts.
+- at most ``limit`` requests are in flight at once, and items take their turn in order: item
+  *k* sends its request (or reports that it needs none) only once every item before it has been
+  read, checked and looked up in its manifest, and has taken its own turn;
+- under ``on_item_failure="fail"``, an item that fails its checks is the batch's failure: no
+  item after it is ever sent (each reports not started), and every item before it still is
+  (unless its own checks fail). A failed request or a failed commit stops the batch at once:
+  no item starts its request after that answer arrived; requests already in flight finish and
+  their outputs are written;
+- under ``"continue"`` a failure stops nothing;
+- once stopped (the task is ending, a failure under ``fail``, or a refused API key under either),
+  no waiting item starts.
 
 Worker and triggerer run the same ``OrderedGate`` rule; ``ThreadGate`` and ``AsyncGate`` only wait.
 """
@@ -40,7 +41,7 @@ class OrderedGate:
         self._next = 0  # every item before this position has taken its turn
         self._first_failed_check = count
         self._limit = limit
-        self._ordered = stop_on_failure
+        self._stop_on_failure = stop_on_failure
         self.in_flight = 0
         self.stopped = False
 
@@ -55,13 +56,13 @@ class OrderedGate:
         """A request in flight has its answer (or failed for good)."""
         with self._guard():
             self.in_flight -= 1
-            if not ok and self._ordered:
+            if not ok and self._stop_on_failure:
                 self.stopped = True
             self._changed()
 
     def commit_failed(self) -> None:
         """An answered item's outputs could not be written."""
-        if self._ordered:
+        if self._stop_on_failure:
             self.stop()
 
     def stop(self) -> None:
@@ -72,19 +73,19 @@ class OrderedGate:
 
     def refuses(self, position: int) -> bool:
         """Whether item ``position`` is never to be sent, nor reported as more than not started."""
-        return self.stopped or (self._ordered and self._first_failed_check < position)
+        return self.stopped or (self._stop_on_failure and self._first_failed_check < position)
 
     def decide(self, position: int, *, sending: bool = True) -> bool | None:
         """Item ``position``'s turn: ``True`` go (a request is counted in flight if
         ``sending``), ``False`` never, ``None`` not yet. Call it under the gate's guard.
 
-        Under ``fail``, items that need no request (failed checks, reused outputs) take their
-        turn in order too, so what every item reports is fixed by position, not by timing.
+        Items that need no request (failed checks, reused outputs) take their turn too, so what
+        every item reports is fixed by position, not by timing.
         """
         if self.refuses(position):
             self.leave(position)
             return False
-        if self._ordered and self._next < position:
+        if self._next < position:
             return None
         if sending:
             if self.in_flight >= self._limit:

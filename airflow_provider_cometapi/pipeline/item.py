@@ -14,6 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.request import edit_request
+from airflow_provider_cometapi.exceptions import CometAPIAuthError
 from airflow_provider_cometapi.pipeline.records import ItemResult
 from airflow_provider_cometapi.storage import manifests
 from airflow_provider_cometapi.storage.outputs import StagedOutputs
@@ -157,6 +158,8 @@ def item_steps(job: ItemJob, gate: OrderedGate) -> Generator[Step, Any, ItemResu
         outcome = yield SEND
     except Exception as exc:  # refused, or failed for good: the gate stops under 'fail'
         gate.answered(ok=False)
+        if isinstance(exc, CometAPIAuthError):  # no other request could succeed either
+            gate.stop()
         return (yield Blocking(partial(job.failed, exc)))
     gate.answered(ok=True)
     result = yield Blocking(partial(job.finish, outcome))

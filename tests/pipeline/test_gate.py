@@ -12,7 +12,7 @@ def passed(gate: OrderedGate, *positions: int) -> None:
         gate.checked(position, passed=True)
 
 
-def test_under_fail_items_take_their_turn_in_order():
+def test_items_take_their_turn_in_order():
     gate = OrderedGate(4, 2, stop_on_failure=True)
     passed(gate, 1)
     assert gate.decide(1) is None  # item 0 has not taken its turn
@@ -53,14 +53,15 @@ def test_a_failed_answer_starts_nothing_after_it():
     assert [gate.decide(2), gate.decide(3)] == [False, False]
 
 
-def test_under_continue_only_the_limit_counts():
+def test_under_continue_a_failure_stops_nothing():
     gate = OrderedGate(4, 1, stop_on_failure=False)
-    passed(gate, 3)
+    passed(gate, 1, 2, 3)
     gate.checked(0, passed=False)
-    assert gate.decide(3) is True  # no order, and a failure stops nothing
-    assert gate.decide(1) is None
-    gate.answered(ok=False)
+    assert gate.decide(0, sending=False) is True  # it reports its own failure
     assert gate.decide(1) is True
+    assert gate.decide(2) is None  # the one slot is taken
+    gate.answered(ok=False)
+    assert [gate.decide(2), gate.decide(3)] == [True, None]
 
 
 def test_a_waiting_item_wakes_when_the_one_before_it_takes_its_turn():
