@@ -123,7 +123,7 @@ class CometApiHook(BaseHook):
             response, _ = self._send("GET", self.settings.url(MODELS_PATH), authenticated=True)
             models = response.json().get("data", [])
         except CometAPIError as exc:
-            return False, str(exc)
+            return False, f"GET /v1/models failed: {exc}"
         except ValueError:
             return False, "CometAPI answered GET /v1/models with something that is not JSON."
         return True, f"Connected to {self.settings.base_url}: {len(models)} models available."

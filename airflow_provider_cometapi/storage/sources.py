@@ -115,6 +115,12 @@ Source = StoredSource | InlineSource | BadSource
 def as_source_list(value: Any, field: str) -> list[Any]:
     """One input or a list of inputs (also a list rendered to text by a template), as a list."""
     value = _parse_rendered_literal(value)
+    if value is None or (isinstance(value, str) and value.strip() == "None"):
+        raise CometAPIValidationError(
+            f"{field} is None: its template or the upstream task's XCom gave nothing; check what "
+            "was pushed (a path, a URI, base64 or a list of them).",
+            param=field,
+        )
     if isinstance(value, (list, tuple)) and not _is_named_pair(value):
         if not value:
             raise CometAPIValidationError(
@@ -179,6 +185,12 @@ def expand_prefix(location: str, conn_id: str | None) -> list[str]:
         )
     except FileNotFoundError:
         found = []
+    except Exception as exc:  # not a folder, no permission, no bucket: storage raises its own
+        raise CometAPISourceError(
+            f"sources: cannot list {excerpt(location)} ({type(exc).__name__}: "
+            f"{excerpt(str(exc))}); check the prefix, its connection and its permissions.",
+            param="sources",
+        ) from None
     if not found:
         raise CometAPISourceError(
             f"sources: no images found under {excerpt(location)}; check the prefix and its "

@@ -227,6 +227,7 @@ def test_connection_test_reports_a_refused_key(monkeypatch):
         monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", server.connection_json("wrong-key-1"))
         ok, message = CometApiHook().test_connection()
         assert not ok
+        assert message.startswith("GET /v1/models failed: ")
         assert "401" in message
         assert "wrong-key-1" not in message
         with pytest.raises(CometAPIAuthError) as info:

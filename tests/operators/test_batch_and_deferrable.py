@@ -299,3 +299,49 @@ def test_default_deferrable_comes_from_the_cometapi_config(
     assert files_in(tmp_path / "out") == ["paper-boat-0.png"]
     assert len(cometapi_emulator.billed) == 1
     assert len(triggerer_posts()) == (1 if defers else 0)
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_a_refused_key_stops_a_continue_batch(
+    run_dag, tmp_path, cometapi_emulator, triggerer_posts, deferrable
+):
+    """No other item could succeed with the same key: none sends a request after the 401."""
+    folder = inbox(tmp_path, 6)
+    cometapi_emulator.set_file_faults({"boat00.png": "status=401"})
+    outcome = run_dag(
+        batch_task(
+            repr(f"{folder}/"),
+            f"{tmp_path}/out/",
+            max_concurrency=1,
+            on_item_failure="continue",
+            deferrable=deferrable,
+        )
+    )
+
+    assert outcome.states() == {("batch", -1): "failed"}
+    errors = [item["error"]["type"] for item in outcome.xcom("batch", "items")]
+    assert errors == ["CometAPIAuthError"] + ["CometAPIBatchError"] * 5
+    assert len(cometapi_emulator.requests) == 1
+    assert len(triggerer_posts()) == (1 if deferrable else 0)
+
+
+@pytest.mark.parametrize(
+    ("sources", "shown"),
+    [
+        ("None", "sources is None"),
+        ("'None'", "sources is None"),  # what a template that rendered None gives
+        ("'{folder}/readme.txt/'", "sources: cannot list"),  # a file, not a folder
+    ],
+    ids=["None", "rendered None", "not a folder"],
+)
+def test_bad_sources_are_typed_errors_before_any_request(
+    run_dag, tmp_path, cometapi_emulator, capfd, sources, shown
+):
+    folder = inbox(tmp_path, 1)
+    outcome = run_dag(batch_task(sources.format(folder=folder), f"{tmp_path}/out/"))
+
+    assert outcome.states() == {("batch", -1): "failed"}
+    logs = "".join(capfd.readouterr())
+    assert shown in logs
+    assert "CometAPISourceError" in logs or "CometAPIValidationError" in logs
+    assert cometapi_emulator.requests == []
