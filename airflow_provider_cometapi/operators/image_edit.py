@@ -169,19 +169,15 @@ class _CometImageEditBase(BaseOperator):
         """Check every item here in order, stage in-memory inputs, and hand the edits to the
         triggerer. Under ``fail`` the first item that fails its checks settles every item after
         it as not started, as on the worker. Returns the results when none is left to defer."""
-        from airflow_provider_cometapi.pipeline.item import ItemJob
         from airflow_provider_cometapi.pipeline.records import ItemResult
+        from airflow_provider_cometapi.pipeline.runners import check_in_order
         from airflow_provider_cometapi.storage.staging import stage_inputs
         from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
 
-        work: list[Work] = []
-        for position, plan in enumerate(plans):
-            if work and isinstance(work[-1], ItemResult) and on_item_failure == "fail":
-                work.append(ItemResult.not_started(plan.label))
-                continue
-            work.append(ItemJob(position, plan, params, self.log).check() or plan)
-        if all(isinstance(item, ItemResult) for item in work):
-            return [item for item in work if isinstance(item, ItemResult)]
+        work = check_in_order(plans, params, on_item_failure=on_item_failure, log=self.log)
+        settled = [item for item in work if isinstance(item, ItemResult)]
+        if len(settled) == len(work):
+            return settled
         placed, staged = stage_inputs(work, context, self.output_conn_id)
         self.defer(
             trigger=CometImageEditTrigger(

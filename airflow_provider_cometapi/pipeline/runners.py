@@ -28,6 +28,23 @@ Work = ItemPlan | ItemResult
 """An item to run, or one already settled (it failed its checks before deferring)."""
 
 
+def check_in_order(
+    plans: list[ItemPlan], params: EditParams, *, on_item_failure: str, log: Any
+) -> list[Work]:
+    """Check the items in order on the worker before deferring, by the gate's rule: under
+    ``fail`` the first item that fails its checks settles every item after it as not started."""
+    work: list[Work] = []
+    stopped = False
+    for position, plan in enumerate(plans):
+        if stopped:
+            work.append(ItemResult.not_started(plan.label))
+            continue
+        failed = ItemJob(position, plan, params, log).check()
+        work.append(failed or plan)
+        stopped = failed is not None and on_item_failure == "fail"
+    return work
+
+
 def run_in_threads(
     work: list[Work],
     params: EditParams,
