@@ -70,8 +70,8 @@ class EditParams:
     extra_fields: Mapping[str, Any] | None = None
 
     def checked(self) -> EditParams:
-        """These parameters with ``n`` as a number; raise ``CometAPIValidationError`` on the
-        first fault, naming the field. The one place the parameters are checked."""
+        """These parameters, checked by ``form_fields``, with ``n`` as a number; raise
+        ``CometAPIValidationError`` on the first fault, naming the field."""
         self.form_fields()
         return replace(
             self,

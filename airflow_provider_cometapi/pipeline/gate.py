@@ -45,11 +45,10 @@ class OrderedGate:
         self.in_flight = 0
         self.stopped = False
 
-    def checked(self, position: int, *, passed: bool) -> None:
-        """Item ``position`` passed or failed its checks."""
+    def check_failed(self, position: int) -> None:
+        """Item ``position`` failed its checks (passing them changes nothing: turns go in order)."""
         with self._guard():
-            if not passed:
-                self._first_failed_check = min(self._first_failed_check, position)
+            self._first_failed_check = min(self._first_failed_check, position)
             self._changed()
 
     def answered(self, *, ok: bool) -> None:

@@ -148,7 +148,8 @@ def item_steps(job: ItemJob, gate: OrderedGate) -> Generator[Step, Any, ItemResu
     """The item's steps in order; a runner performs each and sends back its answer (or throws
     its error). Returns the item's result, or ``None`` when it was never started."""
     settled = yield Blocking(job.prepare)
-    gate.checked(job.position, passed=settled is None or settled.error is None)
+    if settled is not None and settled.error is not None:
+        gate.check_failed(job.position)
     if not (yield Turn(sending=settled is None)):
         yield Blocking(job.abandon)
         return None
@@ -194,7 +195,7 @@ class ItemSteps:
             self.result = done.value
             raise StopIteration from None
         except Exception as exc:  # a step failed that should not: this item fails, not the batch
-            self._gate.checked(self._job.position, passed=False)
+            self._gate.check_failed(self._job.position)
             self._gate.leave(self._job.position)
             self.result = self._job.failed(exc)
             raise StopIteration from None

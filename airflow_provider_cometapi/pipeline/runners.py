@@ -173,7 +173,8 @@ class _Batch:
         """The plans to run with their positions; settled items are recorded on the way."""
         for position, item in enumerate(self.work):
             if isinstance(item, ItemResult):
-                self.gate.checked(position, passed=item.error is None)
+                if item.error is not None:
+                    self.gate.check_failed(position)
                 self.gate.leave(position)
                 self.finished(position, item)
             else:
