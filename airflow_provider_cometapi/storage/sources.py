@@ -33,6 +33,8 @@ _MIN_BASE64_CHARS = 32
 _URL_SAFE = str.maketrans("-_", "+/")
 _IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
 """How image files start: base64 text that could be a path must decode to one of them."""
+_OBJECT_TEXT = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+"""What ``str()`` of a Python object looks like: a value a template rendered to text."""
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -60,8 +62,9 @@ class StoredSource:
 
     def read(self, field: str) -> tuple[str, bytes]:
         """``(file name, bytes)``, within the size limit."""
-        path = self.path if self.path is not None else storage_path(self.location, self.conn_id)
-        return _read_storage(path, field)
+        if self.path is not None:
+            return _read_storage(self.path, field)
+        return _read_storage(_open_storage(self.location, self.conn_id, field), field)
 
     def to_json(self) -> dict[str, Any]:
         """Location and connection, for the triggerer."""
@@ -74,13 +77,13 @@ class InlineSource:
 
     name: str
     data: bytes = field(repr=False)
-    form: str
-    """The type of the value given: what its label shows instead of its bytes."""
+    place: str = field(compare=False)
+    """Where the value was given (``image``, ``sources[3]``): its label shows this, never bytes."""
 
     @property
     def label(self) -> str:
-        """``<bytes input>``, ``<str input>``…: never the bytes."""
-        return f"<{self.form} input>"
+        """Its place and the hash of its bytes: ``sources[3] (sha256:1a2b3c4d5e6f7a8b)``."""
+        return f"{self.place} ({self.identity})"
 
     @property
     def identity(self) -> str:
@@ -97,6 +100,7 @@ class BadSource:
     """An input that cannot be read at all: reading it raises its error, in its item's turn."""
 
     label: str
+    """Where the value was given (``image``, ``sources[3]``), never the value itself."""
     error: CometAPIError
 
     @property
@@ -130,20 +134,25 @@ def as_source_list(value: Any, field: str) -> list[Any]:
     return [value]
 
 
-def classify(value: Any, field: str, conn_id: str | None) -> Source:
+def classify(value: Any, field: str, conn_id: str | None, *, place: str | None = None) -> Source:
     """The typed source of one input; an input that cannot be used becomes a ``BadSource``.
 
+    :param field: the field its errors name (``image``, ``sources[3]``).
     :param conn_id: the connection for object-storage URIs (a dict may name its own).
+    :param place: where the value was given, for the label of an in-memory or unusable input
+        (``sources[3]``); ``field`` when not given.
     """
     value = _parse_rendered_literal(value)
+    place = place or field
     try:
-        return _classify(value, field, conn_id)
+        return _classify(value, field, place, conn_id)
     except CometAPIError as exc:  # never a path (a path is a StoredSource): show no text
-        return BadSource(f"<{type(value).__name__} input>", exc)
+        return BadSource(place, exc)
 
 
 def classify_all(value: Any, field: str, conn_id: str | None) -> list[Source]:
-    """The typed sources of one input or a list of inputs, each named as its errors name it."""
+    """The typed sources of one input or a list of inputs, each named as its errors name it:
+    ``field`` alone, or ``field[i]`` in a list of several."""
     items = as_source_list(value, field)
     if len(items) == 1:
         return [classify(items[0], field, conn_id)]
@@ -169,34 +178,28 @@ def stored_locations(sources: list[Source]) -> list[str]:
 
 
 def expand_prefix(location: str, conn_id: str | None) -> list[str]:
-    """The image URIs under a folder (``…/``) or matching a glob (``…/*.png``), sorted."""
+    """The image URIs under a folder (``…/``) or matching a glob (``…/*.png``), sorted; any
+    other one source as it is, unless it names a folder without its ``/``."""
     if GLOB.search(location):
         folder, _, pattern = location.rpartition("/")
-        matches = storage_path(folder + "/", conn_id).glob(pattern)
+        path = _open_storage(folder + "/", conn_id, "sources")
+        matches = path.glob(pattern)
     elif location.endswith("/"):
-        matches = storage_path(location, conn_id).iterdir()
+        path = _open_storage(location, conn_id, "sources")
+        matches = path.iterdir()
     else:
+        _refuse_folder_without_slash(location, conn_id)
         return [location]
     try:
         found = sorted(
-            str(path)
-            for path in matches
-            if path.name.lower().endswith(IMAGE_SUFFIXES) and not path.name.startswith(".")
+            str(match)
+            for match in matches
+            if match.name.lower().endswith(IMAGE_SUFFIXES) and not match.name.startswith(".")
         )
-    except FileNotFoundError:
-        found = []
     except Exception as exc:  # not a folder, no permission, no bucket: storage raises its own
-        raise CometAPISourceError(
-            f"sources: cannot list {excerpt(location)} ({type(exc).__name__}: "
-            f"{excerpt(str(exc))}); check the prefix, its connection and its permissions.",
-            param="sources",
-        ) from None
+        raise _listing_error(location, path, exc) from None
     if not found:
-        raise CometAPISourceError(
-            f"sources: no images found under {excerpt(location)}; check the prefix and its "
-            "connection.",
-            param="sources",
-        )
+        raise _listing_error(location, path)
     return found
 
 
@@ -205,19 +208,98 @@ def source_stem(filename: str) -> str:
     return Path(filename).stem or "image" if filename else "image"
 
 
-def _classify(value: Any, field: str, conn_id: str | None) -> Source:
+def _refuse_folder_without_slash(location: str, conn_id: str | None) -> None:
+    """A lone batch source that is a folder named without its ``/`` is refused, never guessed:
+    local, a directory; object storage, no object at the key but objects under ``key/``."""
+    if not isinstance(classify(location, "sources", conn_id), StoredSource):
+        return
+    try:
+        path = storage_path(location, conn_id)
+    except Exception:  # reading the source reports it, in its item's turn
+        return
+    if _kind_of(path) == "directory":
+        raise CometAPISourceError(
+            f"sources: {excerpt(location)} is a folder; end it with '/' to edit every image in it.",
+            param="sources",
+        )
+
+
+def _listing_error(location: str, path: Any, exc: Exception | None = None) -> CometAPISourceError:
+    """The typed error for a prefix or glob that gave no images (``exc``: listing it failed),
+    saying what to fix; ``path`` is the folder listed."""
+    where = excerpt(location)
+    kind = "unreadable" if isinstance(exc, PermissionError) else _kind_of(path)
+    if kind == "unreadable":
+        advice = (
+            f"cannot list {where}: no permission; let the source connection (or the worker's "
+            "user) list and read it."
+        )
+    elif kind == "missing":
+        advice = (
+            f"cannot list {where}: no such folder or bucket; check the prefix, the bucket name "
+            "and the source connection."
+        )
+    elif kind == "file":
+        advice = f"cannot list {where}: it is a file, not a folder; name a folder, ending in '/'."
+    elif exc is None:
+        advice = (
+            f"no images found under {where}; check the prefix, its connection and its "
+            "permission to list it."
+        )
+    else:
+        advice = (
+            f"cannot list {where} ({type(exc).__name__}: {excerpt(str(exc))}); check the "
+            "prefix, its connection and its permissions."
+        )
+    return CometAPISourceError(f"sources: {advice}", param="sources")
+
+
+def _kind_of(path: Any) -> str | None:
+    """What is at an ``ObjectStoragePath``: ``file``, ``directory``, ``missing`` or
+    ``unreadable``; ``None`` when storage cannot tell."""
+    try:
+        kind = path.stat().get("type")
+    except FileNotFoundError:
+        return "missing"
+    except PermissionError:
+        return "unreadable"
+    except Exception:
+        return None
+    return kind if kind in ("file", "directory") else None
+
+
+def _open_storage(location: str, conn_id: str | None, field: str) -> Any:
+    """The ``ObjectStoragePath`` of a location, or a typed error (an unknown scheme, say)."""
+    try:
+        return storage_path(location, conn_id)
+    except Exception as exc:
+        raise CometAPISourceError(
+            f"{field}: cannot open {excerpt(location)} ({type(exc).__name__}: "
+            f"{excerpt(str(exc))}); check its scheme, its connection and that the provider for "
+            "that storage is installed.",
+            param=field,
+        ) from None
+
+
+def _classify(value: Any, field: str, place: str, conn_id: str | None) -> Source:
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return InlineSource("", bytes(value), type(value).__name__)
+        return InlineSource("", bytes(value), place)
     if _is_named_pair(value):
-        return InlineSource(str(value[0]), bytes(value[1]), type(value).__name__)
+        return InlineSource(str(value[0]), bytes(value[1]), place)
     if isinstance(value, Mapping):
-        return _from_mapping(value, field, conn_id)
+        return _from_mapping(value, field, place, conn_id)
     if isinstance(value, str):
-        return _from_text(value.strip(), field, conn_id)
+        return _from_text(value.strip(), field, place, conn_id)
     if _is_object_storage_path(value):
         return StoredSource(str(value), value.conn_id, path=value)
     if isinstance(value, os.PathLike):
         return StoredSource(os.fspath(value))
+    if callable(getattr(value, "read", None)):
+        raise CometAPIValidationError(
+            f"{field} is an open file object; pass its bytes (.read() or .getvalue()), its "
+            "path or an object-storage URI.",
+            param=field,
+        )
     raise CometAPIValidationError(
         f"{field} is a {type(value).__name__}; pass a path, an object-storage URI, base64 text, "
         "a data URI, a dict with 'b64_json', or bytes.",
@@ -225,25 +307,32 @@ def _classify(value: Any, field: str, conn_id: str | None) -> Source:
     )
 
 
-def _from_mapping(value: Mapping[str, Any], field: str, conn_id: str | None) -> Source:
+def _from_mapping(value: Mapping[str, Any], field: str, place: str, conn_id: str | None) -> Source:
     if "b64_json" in value:
         name = str(value.get("filename") or value.get("name") or "")
-        return InlineSource(name, _decode_base64(str(value["b64_json"]), field), "dict")
+        return InlineSource(name, _decode_base64(str(value["b64_json"]), field), place)
     for key in ("path", "uri", "url"):
         if key in value:
-            return _from_text(str(value[key]).strip(), field, value.get("conn_id") or conn_id)
+            text = str(value[key]).strip()
+            return _from_text(text, field, place, value.get("conn_id") or conn_id)
     keys = excerpt(str(sorted(map(str, value))[:5]))
     raise CometAPIValidationError(
         f"{field} is a dict without 'b64_json' or 'path': {keys}.", param=field
     )
 
 
-def _from_text(text: str, field: str, conn_id: str | None) -> Source:
+def _from_text(text: str, field: str, place: str, conn_id: str | None) -> Source:
     if not text:
         raise CometAPIValidationError(f"{field} is an empty string.", param=field)
+    if _OBJECT_TEXT.search(text):
+        raise CometAPIValidationError(
+            f"{field} is a Python object rendered to text (by a template, say); pass the "
+            "image itself: bytes, a path, an object-storage URI or base64 text.",
+            param=field,
+        )
     match = _DATA_URI.match(text)
     if match:
-        return InlineSource("", _decode_base64(text[match.end() :], field), "str")
+        return InlineSource("", _decode_base64(text[match.end() :], field), place)
     if text.lower().startswith("data:"):
         raise CometAPIValidationError(
             f"{field} is a data URI without base64 image data; use 'data:image/png;base64,...'.",
@@ -252,7 +341,7 @@ def _from_text(text: str, field: str, conn_id: str | None) -> Source:
     if URI.match(text):
         return StoredSource(text, conn_id)
     if _is_inline_base64(text):
-        return InlineSource("", _decode_base64(text, field), "str")
+        return InlineSource("", _decode_base64(text, field), place)
     return StoredSource(text)  # a local path: no connection
 
 
@@ -315,9 +404,16 @@ def _read_storage(path: Any, field: str) -> tuple[str, bytes]:
             f"{field}: {where} is a folder; name a file (or use the batch operator for a prefix).",
             param=field,
         ) from None
+    except PermissionError:
+        raise CometAPISourceError(
+            f"{field}: no permission to read {where}; let the source connection (or the "
+            "worker's user) read it.",
+            param=field,
+        ) from None
     except Exception as exc:  # storage back ends raise their own types
         raise CometAPISourceError(
-            f"{field}: cannot read {where} ({type(exc).__name__}: {excerpt(str(exc))}).",
+            f"{field}: cannot read {where} ({type(exc).__name__}: {excerpt(str(exc))}); check "
+            "the path, the source connection and its permissions.",
             param=field,
         ) from None
 

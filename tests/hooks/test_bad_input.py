@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import gc
 import io
+import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 import tracemalloc
 import zlib
@@ -15,7 +20,7 @@ import pytest
 from airflow_provider_cometapi.api.images import MAX_IMAGE_BYTES
 from airflow_provider_cometapi.exceptions import CometAPISourceError, CometAPIValidationError
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
-from airflow_provider_cometapi.storage.sources import classify
+from airflow_provider_cometapi.storage.sources import classify, expand_prefix
 from tests.imaging import declared_size_png, image_bytes, mask_bytes, png_chunk
 
 GOOD = image_bytes((64, 48))
@@ -226,8 +231,6 @@ def test_bad_base64_source_is_a_validation_error_naming_the_field(value):
 
 
 def test_missing_path_that_reads_as_base64_is_reported_as_missing():
-    import base64
-
     missing = "/data/inbox/scan0001/boatWithoutExtensionABC"  # 44 characters
     assert base64.b64decode(missing, validate=True)  # the text is valid base64 too
     with pytest.raises(CometAPISourceError, match=r"^image: nothing found at .*check the path"):
@@ -236,8 +239,6 @@ def test_missing_path_that_reads_as_base64_is_reported_as_missing():
 
 
 def test_base64_of_a_jpeg_starting_with_a_slash_is_read_as_an_image():
-    import base64
-
     encoded = base64.b64encode(image_bytes((64, 48), fmt="JPEG")).decode()
     assert encoded.startswith("/9j/")
     assert classify(encoded, "image", None).read("image")[1][:3] == b"\xff\xd8\xff"
@@ -260,3 +261,143 @@ def test_mask_sized_like_a_jpeg_image_is_accepted(cometapi_conn, cometapi_emulat
     )
     assert len(result.images) == 1
     assert len(cometapi_emulator.requests) == 1
+
+
+def inbox(tmp_path):
+    """A folder of two images and a text file, and an empty folder beside it."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        (folder / name).write_bytes(GOOD)
+    (folder / "readme.txt").write_text("not an image")
+    (tmp_path / "empty").mkdir()
+    return folder
+
+
+BAD_PREFIXES = {
+    "folder without its slash": ("{tmp}/inbox", "is a folder; end it with '/' to edit every image"),
+    "missing folder": ("{tmp}/nowhere/", "nowhere/: no such folder or bucket; check the prefix"),
+    "glob in a missing folder": ("{tmp}/nowhere/*.png", "no such folder or bucket; check the"),
+    "a file as a folder": ("{tmp}/inbox/a.png/", "a file, not a folder; name a folder, ending in"),
+    "folder without images": ("{tmp}/empty/", "no images found under {tmp}/empty/; check the"),
+    "unknown scheme": ("nosuchfs://bucket/inbox/", "(ValueError: Unsupported filesystem"),
+}
+
+
+@pytest.mark.parametrize(("location", "advice"), BAD_PREFIXES.values(), ids=BAD_PREFIXES.keys())
+def test_a_bad_prefix_is_a_typed_error_naming_sources_and_the_location(tmp_path, location, advice):
+    inbox(tmp_path)
+    location, advice = (text.format(tmp=tmp_path) for text in (location, advice))
+    with pytest.raises(CometAPISourceError) as raised:
+        expand_prefix(location, None)
+
+    message = str(raised.value)
+    assert message.startswith("sources: ")
+    assert location in message
+    assert advice in message
+    assert "batch operator" not in message
+    assert raised.value.param == "sources"
+
+
+def test_a_prefix_lists_its_images_and_a_lone_file_or_base64_stays_one_source(tmp_path):
+    folder = inbox(tmp_path)
+    images = [f"file://{folder}/a.png", f"file://{folder}/b.png"]
+    assert expand_prefix(f"{folder}/", None) == images
+    assert expand_prefix(f"{folder}/*.png", None) == images
+    assert expand_prefix(f"{folder}/a.png", None) == [f"{folder}/a.png"]
+    encoded = base64.b64encode(GOOD).decode()
+    assert expand_prefix(encoded, None) == [encoded]
+
+
+def test_the_single_image_hint_for_a_folder_stays(tmp_path):
+    folder = inbox(tmp_path)
+    with pytest.raises(CometAPISourceError, match=r"is a folder; name a file \(or use the batch"):
+        classify(str(folder), "image", None).read("image")
+
+
+def test_object_storage_prefixes_say_what_is_wrong(s3):
+    s3.create_bucket(Bucket="cometapi-sources")
+    s3.put_object(Bucket="cometapi-sources", Key="inbox/a.png", Body=GOOD)
+    s3.put_object(Bucket="cometapi-sources", Key="one.png", Body=GOOD)
+    bucket = "s3://cometapi-sources"
+
+    with pytest.raises(CometAPISourceError) as raised:
+        expand_prefix(f"{bucket}/inbox", "s3_test")  # no such key, objects under inbox/
+    assert str(raised.value) == (
+        f"sources: {bucket}/inbox is a folder; end it with '/' to edit every image in it."
+    )
+    for missing in (f"{bucket}/nowhere/", "s3://cometapi-no-such-bucket/inbox/"):
+        with pytest.raises(
+            CometAPISourceError, match=f"^sources: cannot list {missing}: no such folder or bucket;"
+        ):
+            expand_prefix(missing, "s3_test")
+    assert expand_prefix(f"{bucket}/one.png", "s3_test") == [f"{bucket}/one.png"]
+    assert expand_prefix(f"{bucket}/inbox/", "s3_test") == [
+        f"s3://s3_test@{bucket[5:]}/inbox/a.png"
+    ]
+
+
+def without_root_override() -> list[str]:
+    """A command prefix under which file permissions apply, to root too."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("root, and no setpriv to give up overriding file permissions")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+PERMISSION_PROBE = """
+import sys
+from airflow_provider_cometapi.exceptions import CometAPISourceError
+from airflow_provider_cometapi.storage.sources import classify, expand_prefix
+
+folder = sys.argv[1]
+for attempt in (
+    lambda: expand_prefix(folder + "/", None),
+    lambda: classify(folder + "/a.png", "image", None).read("image"),
+):
+    try:
+        attempt()
+    except CometAPISourceError as exc:
+        print(f"{exc.param}|{exc}")
+"""
+
+
+def test_storage_permission_errors_are_typed_errors_saying_what_to_do(tmp_path):
+    folder = inbox(tmp_path)
+    folder.chmod(0)
+    try:
+        done = subprocess.run(
+            [*without_root_override(), sys.executable, "-c", PERMISSION_PROBE, str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        folder.chmod(0o755)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        f"sources|sources: cannot list {folder}/: no permission; let the source connection (or "
+        "the worker's user) list and read it.",
+        f"image|image: no permission to read file://{folder}/a.png; let the source connection "
+        "(or the worker's user) read it.",
+    ]
+
+
+def test_a_batch_given_a_folder_without_its_slash_is_told_to_add_it(
+    run_dag, tmp_path, cometapi_emulator, capfd
+):
+    folder = inbox(tmp_path)
+    outcome = run_dag(
+        "from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOperator\n"
+        f'CometImageEditBatchOperator(task_id="batch", prompt="x", sources={str(folder)!r}, '
+        f'output_path="{tmp_path}/out/")'
+    )
+
+    logs = "".join(capfd.readouterr())
+    assert outcome.states() == {("batch", -1): "failed"}
+    assert f"sources: {folder} is a folder; end it with '/' to edit every image in it." in logs
+    assert "CometAPISourceError" in logs
+    assert "use the batch operator" not in logs  # the single-image operator's advice
+    assert cometapi_emulator.requests == []
