@@ -32,6 +32,7 @@ from airflow_provider_cometapi.api.urls import (
     accepted,
     check_download_url,
     redirect_target,
+    refused_download,
 )
 from airflow_provider_cometapi.api.wire import (
     CHUNK_BYTES,
@@ -40,7 +41,7 @@ from airflow_provider_cometapi.api.wire import (
     new_idempotency_key,
     user_agent,
 )
-from airflow_provider_cometapi.exceptions import CometAPIBadResponseError, CometAPIError
+from airflow_provider_cometapi.exceptions import CometAPIError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -277,8 +278,7 @@ class CometApiHook(BaseHook):
     ) -> WrittenImage:
         """Stream an output the server returned as a URL into ``sink``, capped at 64 MiB.
 
-        Every hop of a redirect is checked: http(s) only, public addresses only unless the
-        connection allows private ones.
+        Every hop of a redirect is checked by ``check_download_url``, and none carries the key.
 
         :param timeout: read timeout in seconds, as for the edit call.
         :param label: the item being edited, named in the log of every attempt.
@@ -286,7 +286,9 @@ class CometApiHook(BaseHook):
         what = f"data[{index}].url"
         url = item.url
         for _ in range(MAX_REDIRECTS + 1):
-            check_download_url(url, allow_private=self.settings.allow_private_urls, label=what)
+            check_download_url(
+                url, self.settings, output_url=item.url, label=what, request_id=request_id
+            )
             response, _ = self._send(
                 "GET", url, authenticated=False, timeout=timeout, label=label, stream=True
             )
@@ -296,7 +298,13 @@ class CometApiHook(BaseHook):
             response.close()
             url = target
         else:
-            raise CometAPIBadResponseError(f"{what} redirects more than {MAX_REDIRECTS} times.")
+            raise refused_download(
+                f"redirects more than {MAX_REDIRECTS} times.",
+                self.settings,
+                output_url=item.url,
+                label=what,
+                request_id=request_id,
+            )
         copy = DownloadCopy(sink, slot, f"the download of {what}", request_id, MAX_DOWNLOAD_BYTES)
         with response:
             self._pump(response, copy.feed)

@@ -19,6 +19,7 @@ from airflow_provider_cometapi.api.urls import (
     accepted,
     check_download_url,
     redirect_target,
+    refused_download,
 )
 from airflow_provider_cometapi.api.wire import (
     CHUNK_BYTES,
@@ -27,7 +28,6 @@ from airflow_provider_cometapi.api.wire import (
     new_idempotency_key,
     user_agent,
 )
-from airflow_provider_cometapi.exceptions import CometAPIBadResponseError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -134,8 +134,10 @@ class AsyncCometApiClient:
             await asyncio.to_thread(
                 check_download_url,
                 url,
-                allow_private=self.settings.allow_private_urls,
+                self.settings,
+                output_url=item.url,
                 label=what,
+                request_id=request_id,
             )
             response, _ = await self._send("GET", url, authenticated=False, label=label)
             target = redirect_target(url, response.status_code, response.headers)
@@ -144,7 +146,13 @@ class AsyncCometApiClient:
             await response.aclose()
             url = target
         else:
-            raise CometAPIBadResponseError(f"{what} redirects more than {MAX_REDIRECTS} times.")
+            raise refused_download(
+                f"redirects more than {MAX_REDIRECTS} times.",
+                self.settings,
+                output_url=item.url,
+                label=what,
+                request_id=request_id,
+            )
         copy = DownloadCopy(sink, slot, f"the download of {what}", request_id, MAX_DOWNLOAD_BYTES)
         await self._pump(response, copy.feed)
         await asyncio.to_thread(copy.finish)

@@ -77,14 +77,16 @@ class _ImageHost(QuietHandler):
 
 @pytest.fixture
 def image_host(monkeypatch):
-    """Start a stand-in whose edits point at ``output``; ``cometapi_default`` points at it."""
+    """Start a stand-in whose edits point at ``output``; ``cometapi_default`` points at it.
+
+    The outputs are on the API's own origin, so they download without ``allow_private_urls``.
+    """
     with contextlib.ExitStack() as stack:
 
         def start(output, **extra):
             attributes = {"output": output, "gets": [], "stalls": [], "stalled": threading.Event()}
             handler = type("ImageHost", (_ImageHost,), attributes)
             url = stack.enter_context(serve(handler))
-            extra = {"allow_private_urls": True, **extra}
             conn = {"conn_type": "cometapi", "host": url, "password": "key-12345", "extra": extra}
             monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", json.dumps(conn))
             return handler
