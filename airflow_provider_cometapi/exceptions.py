@@ -116,6 +116,10 @@ class CometAPIOutputError(CometAPIError):
     """An edited image could not be written; no partial output was left behind."""
 
 
+class CometAPIOutputConflictError(CometAPIOutputError):
+    """An output name already holds an object that is not this edit's: nothing was overwritten."""
+
+
 class CometAPIBatchError(CometAPIError):
     """One or more items of a batch failed; the others' outputs were written."""
 

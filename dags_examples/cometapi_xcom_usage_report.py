@@ -46,17 +46,18 @@ with DAG(
 
     @task
     def token_report(outputs: list[str], params: dict | None = None, ti=None) -> dict:
-        """Read the ``usage`` XCom and write a token report next to the outputs."""
+        """Read the ``usage`` XCom and write a token report next to the outputs: what this
+        task paid, apart from what it reused of an earlier run (paid then, not now)."""
         from airflow.sdk import ObjectStoragePath
 
         usage = ti.xcom_pull(task_ids="edit", key="usage")
+        tokens = ("input_tokens", "output_tokens", "total_tokens")
+        reused = usage["reused"]
         report = {
             "model": usage["model"],
-            "images": usage["images"],
-            "input_tokens": usage.get("input_tokens"),
-            "output_tokens": usage.get("output_tokens"),
-            "total_tokens": usage.get("total_tokens"),
             "request_id": usage["request_id"],
+            "paid": {"images": usage["images"], **{key: usage.get(key) for key in tokens}},
+            "reused": {"images": reused["images"], **{key: reused.get(key, 0) for key in tokens}},
             "outputs": outputs,
         }
         target = ObjectStoragePath(f"{params['output_dir'].rstrip('/')}/xcom-edit/tokens.json")

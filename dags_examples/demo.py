@@ -109,15 +109,16 @@ def main() -> int:
         print(f"  {shown(path)}")
     print(f"Contact sheet:\n  {shown(sheet)}")
     print(
-        f"Token usage ({usage.get('model')}, request {usage.get('request_id')}): "
+        f"Tokens paid by this run ({usage.get('model')}, request {usage.get('request_id')}): "
         f"{usage.get('input_tokens')} input + {usage.get('output_tokens')} output = "
         f"{usage.get('total_tokens')} total"
     )
-    if usage.get("reused"):
+    reused = usage["reused"]
+    if reused["requests"]:
         print(
             "These outputs were already complete from an earlier run, so this run reused them "
-            f"and paid for nothing (the tokens above are that run's). Delete {shown(OUTPUT)}/ "
-            "to edit anew."
+            f"and paid for nothing ({reused.get('total_tokens')} tokens were paid then). Pass "
+            "reuse_outputs=False to edit anew."
         )
     return 0
 

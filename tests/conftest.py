@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from tests.settings import PLANTED_KEY, TEST_DAGS
@@ -11,8 +14,8 @@ from tests.settings import PLANTED_KEY, TEST_DAGS
 def cometapi_conn(cometapi_emulator, monkeypatch):
     """Point ``cometapi_default`` at the emulator with a planted key; return a setter for extras.
 
-    The emulator serves ``response_format=url`` images from loopback, so private URLs are
-    allowed unless a test says otherwise.
+    Downloads from other loopback servers (the tests' image hosts) are allowed unless a test
+    says otherwise; the emulator's own URL outputs need no such permission.
     """
 
     def configure(**extra):
@@ -93,3 +96,65 @@ def run_dag(airflow_db, cometapi_conn):
     from tests.dagrun import DagRunner
 
     return DagRunner(TEST_DAGS)
+
+
+@pytest.fixture
+def accounts(cometapi_emulator):
+    """``accounts.check(outcome)`` after each run: reported paid tokens == billed tokens."""
+    from tests.accounting import Accounts
+
+    return Accounts(cometapi_emulator)
+
+
+class LatencyGate:
+    """Stands in for ``asyncio`` in the emulator's app: each pause the app takes (its latency) is
+    recorded and held until :meth:`release`, so a test sees an answer wait without timing it.
+
+    Every other name is asyncio's own. Only for tests without ``after_requests``, whose polling
+    pauses would be held too.
+    """
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []  # the seconds of each pause begun, in order
+        self._changed = threading.Condition()
+        self._open = False
+        self._held: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(asyncio, name)
+
+    async def sleep(self, seconds: float) -> None:
+        """Record the pause; wait until the gate is released (at once if it already is)."""
+        released = asyncio.Event()
+        with self._changed:
+            self.pauses.append(seconds)
+            self._changed.notify_all()
+            if self._open:
+                return
+            self._held.append((asyncio.get_running_loop(), released))
+        await released.wait()
+
+    def wait_for_pauses(self, count: int, timeout: float = 30.0) -> list[float]:
+        """``pauses`` once ``count`` have begun, or as they stand after ``timeout``."""
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.pauses) >= count, timeout)
+            return list(self.pauses)
+
+    def release(self) -> None:
+        """End every pause held, and let later ones through at once."""
+        with self._changed:
+            self._open = True
+            held, self._held = self._held, []
+        for loop, released in held:
+            loop.call_soon_threadsafe(released.set)
+
+
+@pytest.fixture
+def latency_gate(cometapi_emulator, monkeypatch):
+    """Hold the emulator's latency pauses until ``release()`` (done at the latest on teardown)."""
+    from airflow_provider_cometapi.emulator import app
+
+    gate = LatencyGate()
+    monkeypatch.setattr(app, "asyncio", gate)
+    yield gate
+    gate.release()

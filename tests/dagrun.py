@@ -64,15 +64,30 @@ class DagRunner:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def __call__(self, body: str, *, conf: dict | None = None, native: bool = False) -> Outcome:
-        """Run a DAG whose tasks are ``body`` (indented under ``with DAG(...) as dag:``)."""
-        dag_id = f"test_dag_{next(_counter)}"
+    def __call__(
+        self,
+        body: str,
+        *,
+        conf: dict | None = None,
+        native: bool = False,
+        dag_id: str | None = None,
+        logical_date: Any = None,
+    ) -> Outcome:
+        """Run a DAG whose tasks are ``body`` (indented under ``with DAG(...) as dag:``).
+
+        :param dag_id: a fixed id (a fresh one by default).
+        :param logical_date: a fixed logical date (and run-after): run it again with the same one
+            and it is the same run id, so its task instances are the same ones, as on a retry.
+        """
+        dag_id = dag_id or f"test_dag_{next(_counter)}"
         path = self.folder / f"{dag_id}.py"
         source = HEADER.format(dag_id=dag_id, native=native)
         path.write_text(source + textwrap.indent(textwrap.dedent(body).strip() + "\n", "    "))
-        return self.run_file(path, dag_id, conf=conf)
+        return self.run_file(path, dag_id, conf=conf, logical_date=logical_date)
 
-    def run_file(self, path: Path, dag_id: str, *, conf: dict | None = None) -> Outcome:
+    def run_file(
+        self, path: Path, dag_id: str, *, conf: dict | None = None, logical_date: Any = None
+    ) -> Outcome:
         """Import a DAG file and ``dag.test()`` the DAG called ``dag_id``."""
         spec = importlib.util.spec_from_file_location(f"dagfile_{dag_id}", path)
         assert spec is not None
@@ -80,7 +95,8 @@ class DagRunner:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         dag = next(v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id)
-        run = dag.test(run_conf=conf)
+        when = {"logical_date": logical_date, "run_after": logical_date} if logical_date else {}
+        run = dag.test(run_conf=conf, **when)
         return Outcome(dag_id=dag_id, run_id=run.run_id, state=str(run.state))
 
 

@@ -9,8 +9,11 @@ import pytest
 from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
 from tests.dagrun import files_in
 from tests.imaging import decode
+from tests.naming import batch_output
 from tests.s3 import visible_keys
 from tests.settings import EXAMPLE_DAGS
+
+TOKENS = ("input_tokens", "output_tokens", "total_tokens")
 
 EXAMPLES = {
     "cometapi_edit_local_image",
@@ -43,13 +46,21 @@ def test_local_image_example_writes_two_edits(run_dag, tmp_path, cometapi_emulat
     assert [f["size"] for f in files] == [PAPER_BOAT.stat().st_size, PAPER_BOAT_MASK.stat().st_size]
 
 
-def test_xcom_example_writes_a_token_report(run_dag, tmp_path, cometapi_emulator):
+def test_xcom_example_writes_a_token_report_of_paid_apart_from_reused(
+    run_dag, tmp_path, cometapi_emulator
+):
     outcome = example(run_dag, "cometapi_xcom_usage_report", {"output_dir": str(tmp_path)})
 
     assert outcome.state == "success"
     report = json.loads((tmp_path / "xcom-edit" / "tokens.json").read_text())
     (billed,) = cometapi_emulator.billed
-    assert report["total_tokens"] == billed["usage"]["total_tokens"]
+    assert report["paid"]["total_tokens"] == billed["usage"]["total_tokens"]
+    assert report["reused"] == {
+        "images": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "total_tokens": 0,
+    }
     assert report["request_id"] == billed["request_id"]
     assert report["outputs"] == [f"file://{tmp_path}/xcom-edit/image-0.png"]
     (request,) = cometapi_emulator.requests
@@ -57,6 +68,13 @@ def test_xcom_example_writes_a_token_report(run_dag, tmp_path, cometapi_emulator
         ("image[]", "image/png")
     ] * 2
     assert outcome.xcom("token_report") == report
+
+    again = example(run_dag, "cometapi_xcom_usage_report", {"output_dir": str(tmp_path)})
+    rerun = json.loads((tmp_path / "xcom-edit" / "tokens.json").read_text())
+    assert again.state == "success"
+    assert len(cometapi_emulator.billed) == 1
+    assert rerun["paid"] == {"images": 0, "input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    assert rerun["reused"] == {"images": 1, **{k: billed["usage"][k] for k in TOKENS}}
 
 
 def test_prefix_example_maps_over_local_files(run_dag, tmp_path, cometapi_emulator):
@@ -120,17 +138,32 @@ def test_deferrable_batch_example_announces_its_outputs_on_the_asset(
     )
 
     assert outcome.state == "success"
-    outputs = [f"file://{tmp_path}/edited/a-0-0.png", f"file://{tmp_path}/edited/b-1-0.png"]
+    outputs = [
+        f"file://{tmp_path}/edited/{batch_output(name, f'file://{inbox}/{name}.png')}"
+        for name in ("a", "b")
+    ]
     assert outcome.xcom("edit_folder") == outputs
     assert outcome.xcom("edit_folder", "usage")["requests"] == 2
-    with create_session() as session:
-        events = (
-            session.query(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .filter(
-                AssetModel.name == "cometapi_edited_images",
-                AssetEvent.source_run_id == outcome.run_id,
+
+    def extras(run_id: str) -> list[dict]:
+        with create_session() as session:
+            events = (
+                session.query(AssetEvent)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .filter(
+                    AssetModel.name == "cometapi_edited_images",
+                    AssetEvent.source_run_id == run_id,
+                )
+                .all()
             )
-            .all()
-        )
-        assert [event.extra["outputs"] for event in events] == [outputs]
+            return [event.extra for event in events]
+
+    assert extras(outcome.run_id) == [{"outputs": outputs, "reused": []}]
+    again = example(
+        run_dag,
+        "cometapi_batch_deferrable",
+        {"source_prefix": f"file://{inbox}/", "output_prefix": f"file://{tmp_path}/edited/"},
+    )
+    assert again.state == "success"
+    assert len(cometapi_emulator.billed) == 2  # the second run reused both, and says so
+    assert extras(again.run_id) == [{"outputs": outputs, "reused": outputs}]

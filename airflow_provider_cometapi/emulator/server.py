@@ -204,14 +204,13 @@ class EmulatorServer:
     def connection_json(self, api_key: str | None = None, **extra: Any) -> str:
         """Return an Airflow connection for this emulator, as JSON for ``AIRFLOW_CONN_<ID>``.
 
-        ``allow_private_urls`` defaults to true: the emulator serves ``response_format="url"``
-        images from its own loopback address, which the hook refuses otherwise.
+        Its ``response_format="url"`` images are served from its own origin, which the hook
+        downloads from without ``allow_private_urls``.
 
         :param api_key: the key to use; defaults to the server's key, else ``test-key``.
-        :param extra: the connection's extra fields; they override the default above.
+        :param extra: the connection's extra fields.
         """
         key = api_key if api_key is not None else (self.api_key or "test-key")
-        extra = {"allow_private_urls": True, **extra}
         return json.dumps(
             {"conn_type": "cometapi", "host": self.url, "password": key, "extra": extra}
         )

@@ -7,6 +7,7 @@ reading, sending, writing and accounting, on the worker or, deferred, on the tri
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from airflow_provider_cometapi.pipeline.plans import ItemPlan
     from airflow_provider_cometapi.pipeline.records import ItemResult
     from airflow_provider_cometapi.pipeline.runners import Work
+    from airflow_provider_cometapi.pipeline.scope import TaskScope
     from airflow_provider_cometapi.storage.sources import Source
 
 ON_ITEM_FAILURE = ("fail", "continue")
@@ -67,6 +69,8 @@ class _CometImageEditBase(BaseOperator):
         cometapi_conn_id: str = CometApiHook.default_conn_name,
         source_conn_id: str | None = None,
         output_conn_id: str | None = None,
+        reuse_outputs: bool = True,
+        replace: bool = False,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -84,6 +88,8 @@ class _CometImageEditBase(BaseOperator):
         self.cometapi_conn_id = cometapi_conn_id
         self.source_conn_id = source_conn_id
         self.output_conn_id = output_conn_id
+        self.reuse_outputs = reuse_outputs
+        self.replace = replace
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self._written: list[str] = []
 
@@ -107,7 +113,12 @@ class _CometImageEditBase(BaseOperator):
             extra_fields=self.extra_fields,
         ).checked()
 
-    def _check_output_path(self, params: EditParams, *, several_names: bool) -> str:
+    def _scope(self, context: Context) -> TaskScope:
+        from airflow_provider_cometapi.pipeline.scope import TaskScope
+
+        return TaskScope.of(context, reuse_outputs=self.reuse_outputs, replace=self.replace)
+
+    def _check_output_path(self, params: EditParams, *, mapped: bool, items: int = 1) -> str:
         from airflow_provider_cometapi.storage.outputs import check_output_path
 
         if not self.output_path:
@@ -115,7 +126,7 @@ class _CometImageEditBase(BaseOperator):
                 f"{type(self).__name__} needs output_path here: outputs are written to storage.",
                 param="output_path",
             )
-        check_output_path(self.output_path, n=params.n or 1, mapped=several_names)
+        check_output_path(self.output_path, n=params.n or 1, mapped=mapped, items=items)
         return self.output_path
 
     @cached_property
@@ -126,7 +137,13 @@ class _CometImageEditBase(BaseOperator):
         return classify(self.mask, "mask", self.source_conn_id) if self.mask else None
 
     def _plan(
-        self, sources: list[Source], mask: Source | None, *, slot: int, output_path: str
+        self,
+        sources: list[Source],
+        mask: Source | None,
+        *,
+        map_index: int,
+        output_path: str,
+        item: str | None = None,
     ) -> ItemPlan:
         from airflow_provider_cometapi.pipeline.plans import ItemPlan
         from airflow_provider_cometapi.storage.sources import label_of
@@ -136,12 +153,19 @@ class _CometImageEditBase(BaseOperator):
             mask=mask,
             output_path=output_path,
             output_conn_id=self.output_conn_id,
-            map_index=slot,
+            map_index=map_index,
             label=label_of(sources),
+            item=item,
         )
 
     def _run(
-        self, plans: list[ItemPlan], params: EditParams, *, limit: int, on_item_failure: str
+        self,
+        plans: list[ItemPlan],
+        params: EditParams,
+        scope: TaskScope,
+        *,
+        limit: int,
+        on_item_failure: str,
     ) -> list[ItemResult]:
         """Run the items on this worker."""
         from airflow_provider_cometapi.pipeline.runners import run_in_threads
@@ -151,6 +175,7 @@ class _CometImageEditBase(BaseOperator):
         return run_in_threads(
             list(plans),
             params,
+            scope,
             self.hook,
             limit=limit,
             on_item_failure=on_item_failure,
@@ -162,6 +187,7 @@ class _CometImageEditBase(BaseOperator):
         context: Context,
         plans: list[ItemPlan],
         params: EditParams,
+        scope: TaskScope,
         *,
         limit: int,
         on_item_failure: str,
@@ -174,7 +200,7 @@ class _CometImageEditBase(BaseOperator):
         from airflow_provider_cometapi.storage.staging import stage_inputs
         from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
 
-        work = check_in_order(plans, params, on_item_failure=on_item_failure, log=self.log)
+        work = check_in_order(plans, params, scope, on_item_failure=on_item_failure, log=self.log)
         settled = [item for item in work if isinstance(item, ItemResult)]
         if len(settled) == len(work):
             return settled
@@ -184,6 +210,7 @@ class _CometImageEditBase(BaseOperator):
                 items=[_as_trigger_item(item) for item in placed],
                 staged=staged,
                 params=params.to_dict(),
+                scope=scope.to_json(),
                 cometapi_conn_id=self.cometapi_conn_id,
                 max_concurrency=limit,
                 on_item_failure=on_item_failure,
@@ -200,15 +227,25 @@ class _CometImageEditBase(BaseOperator):
         remove_staged(event.get("staged", []), self.output_conn_id)
         return [ItemResult.from_json(item) for item in event["items"]]
 
-    def _announce(self, context: Context, outputs: list[str]) -> None:
-        """Remember the outputs for lineage, and attach them to each outlet Asset's event."""
+    def _report(self, context: Context, results: list[ItemResult], params: EditParams) -> None:
+        """Push ``usage`` (paid apart from reused), log it, and announce the outputs: for
+        lineage, and on each outlet Asset's event (with which of them were reused)."""
         from airflow.sdk import Asset
 
-        self._written = outputs
-        as_json: list[Any] = list(outputs)
+        from airflow_provider_cometapi.pipeline.records import usage_report
+
+        usage = {**usage_report(results), "model": params.model}
+        if len(results) == 1:
+            usage["request_id"] = results[0].request_id
+        context["ti"].xcom_push(key="usage", value=usage)
+        _log_usage(self, usage)
+        self._written = [uri for result in results for uri in result.outputs]
+        outputs: list[Any] = list(self._written)
+        reused: list[Any] = [uri for result in results if result.reused for uri in result.outputs]
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra["outputs"] = as_json
+                extra = context["outlet_events"][outlet].extra
+                extra["outputs"], extra["reused"] = outputs, reused
 
     @property
     def _given_sources(self) -> list[Source]:
@@ -248,14 +285,19 @@ class CometImageEditOperator(_CometImageEditBase):
     :param cometapi_conn_id: the ``cometapi`` connection.
     :param source_conn_id: connection for reading object-storage sources.
     :param output_conn_id: connection for writing to ``output_path``.
-    :param max_xcom_bytes: largest total of base64 outputs returned through XCom.
+    :param max_xcom_bytes: largest total of base64 outputs returned through XCom, judged before
+        paying: without ``output_path`` the edit is sent only when ``size`` is ``WIDTHxHEIGHT``
+        and ``n`` such images fit even uncompressed (4 bytes a pixel), or when this is
+        ``None`` (no cap).
     :param deferrable: wait for the edit on the triggerer instead of holding a worker slot
         (needs ``output_path``); defaults to ``[cometapi] default_deferrable``.
     """
 
     template_fields: Sequence[str] = (*_CometImageEditBase.template_fields, "image")
 
-    def __init__(self, *, image: Any, max_xcom_bytes: int = 1_048_576, **kwargs: Any) -> None:
+    def __init__(
+        self, *, image: Any, max_xcom_bytes: int | None = 1_048_576, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.image = image
         self.max_xcom_bytes = max_xcom_bytes
@@ -266,14 +308,15 @@ class CometImageEditOperator(_CometImageEditBase):
         if not self.output_path and not self.deferrable:
             return self._execute_in_memory(context, params)
         map_index = _map_index(context)
-        output_path = self._check_output_path(params, several_names=map_index >= 0)
+        output_path = self._check_output_path(params, mapped=map_index >= 0)
         plan = self._plan(
-            self._given_sources, self._mask_source, slot=map_index, output_path=output_path
+            self._given_sources, self._mask_source, map_index=map_index, output_path=output_path
         )
+        scope = self._scope(context)
         if self.deferrable:
-            (result,) = self._defer(context, [plan], params, limit=1, on_item_failure="fail")
+            (result,) = self._defer(context, [plan], params, scope, limit=1, on_item_failure="fail")
         else:
-            (result,) = self._run([plan], params, limit=1, on_item_failure="fail")
+            (result,) = self._run([plan], params, scope, limit=1, on_item_failure="fail")
         return self._finish(context, result, params)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
@@ -282,17 +325,14 @@ class CometImageEditOperator(_CometImageEditBase):
         return self._finish(context, result, self._edit_params())
 
     def _finish(self, context: Context, result: ItemResult, params: EditParams) -> list[str]:
+        from airflow_provider_cometapi.pipeline import ledger
+
+        (result,) = ledger.settle(context, [result])
         if result.error:
+            if result.paid or result.earlier:  # the bill stands though the outputs did not arrive
+                self._report(context, [result], params)
             raise result.exception()
-        self._push_usage(
-            context,
-            result.usage,
-            params,
-            len(result.outputs),
-            result.request_id,
-            reused=result.reused,
-        )
-        self._announce(context, result.outputs)
+        self._report(context, [result], params)
         return result.outputs
 
     @cached_property
@@ -302,48 +342,58 @@ class CometImageEditOperator(_CometImageEditBase):
 
         return classify_all(self.image, "image", self.source_conn_id)
 
-    def _push_usage(
-        self,
-        context: Context,
-        server_usage: dict[str, Any],
-        params: EditParams,
-        images: int,
-        request_id: str | None,
-        *,
-        reused: bool = False,
-    ) -> None:
-        """Push ``usage``: the server's keys plus model, images, request id and whether the
-        outputs were reused from an earlier run (nothing paid now); log a summary."""
-        usage = {
-            **server_usage,
-            "model": params.model,
-            "images": images,
-            "request_id": request_id,
-            "reused": reused,
-        }
-        context["ti"].xcom_push(key="usage", value=usage)
-        _log_usage(self, usage)
-
     def _execute_in_memory(self, context: Context, params: EditParams) -> list[str]:
-        """No ``output_path``: return the outputs through XCom as base64, within the cap."""
+        """No ``output_path``: return the outputs through XCom as base64, within the cap, which
+        is judged before paying (see ``max_xcom_bytes``)."""
         from airflow_provider_cometapi.api.request import edit_request
-        from airflow_provider_cometapi.storage.sources import read_all
+        from airflow_provider_cometapi.pipeline.records import ItemResult
+        from airflow_provider_cometapi.storage.sources import label_of, read_all
 
+        self._check_xcom_room(params)
         sources = read_all(self._given_sources, "image")
         mask = self._mask_source
         request = edit_request(sources, params, mask=mask.read("mask") if mask else None)
         with self.hook:
             result = self.hook.edit(request)
-        encoded_size = sum((len(image.data) + 2) // 3 * 4 for image in result.images)
-        if encoded_size > self.max_xcom_bytes:
-            raise CometAPIValidationError(
+        paid = ItemResult(
+            label_of(self._given_sources),
+            usage=result.usage,
+            request_id=result.request_id,
+            paid=True,
+            images=len(result.images),
+        )
+        self._report(context, [paid], params)
+        encoded_size = sum(_encoded_size(len(image.data)) for image in result.images)
+        if self.max_xcom_bytes is not None and encoded_size > self.max_xcom_bytes:
+            raise CometAPIValidationError(  # only when the server ignored the size asked for
                 f"The {len(result.images)} edited image(s) are {encoded_size} bytes as base64, "
-                f"over max_xcom_bytes={self.max_xcom_bytes}: XCom lives in the metadata "
-                "database, so set output_path to write the images to storage instead.",
+                f"over max_xcom_bytes={self.max_xcom_bytes}, though size={params.size} was asked "
+                "for; set output_path to write the images to storage instead.",
                 param="output_path",
             )
-        self._push_usage(context, result.usage, params, len(result.images), result.request_id)
         return [base64.b64encode(image.data).decode("ascii") for image in result.images]
+
+    def _check_xcom_room(self, params: EditParams) -> None:
+        """Refuse, before paying, outputs that ``max_xcom_bytes`` might not hold."""
+        if self.max_xcom_bytes is None:
+            return
+        width, _, height = (params.size or "auto").partition("x")
+        n = params.n or 1
+        if not height:
+            needed = "an unknown number of"
+        else:
+            most = n * _encoded_size(4 * int(width) * int(height))
+            if most <= self.max_xcom_bytes:
+                return
+            needed = f"up to {most}"
+        raise CometAPIValidationError(
+            f"Without output_path the outputs return through XCom, which holds "
+            f"max_xcom_bytes={self.max_xcom_bytes}; {n} image(s) of size={params.size or 'auto'} "
+            f"can take {needed} bytes as base64, so nothing was sent. Set output_path to write "
+            "them to storage (recommended), or ask for a size WIDTHxHEIGHT that fits, or set "
+            "max_xcom_bytes=None to accept any size in XCom.",
+            param="output_path",
+        )
 
 
 class CometImageEditBatchOperator(_CometImageEditBase):
@@ -394,14 +444,15 @@ class CometImageEditBatchOperator(_CometImageEditBase):
                 param="max_concurrency",
             )
         params = self._edit_params()
-        plans = self._plans(params)
+        plans = self._plans(params, _map_index(context))
+        scope = self._scope(context)
         limit, on_item_failure = self.max_concurrency, self.on_item_failure
         if self.deferrable:
             results = self._defer(
-                context, plans, params, limit=limit, on_item_failure=on_item_failure
+                context, plans, params, scope, limit=limit, on_item_failure=on_item_failure
             )
         else:
-            results = self._run(plans, params, limit=limit, on_item_failure=on_item_failure)
+            results = self._run(plans, params, scope, limit=limit, on_item_failure=on_item_failure)
         return self._finish(context, results, params)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
@@ -415,7 +466,9 @@ class CometImageEditBatchOperator(_CometImageEditBase):
 
         return classify_all(self.sources, "sources", self.source_conn_id)
 
-    def _plans(self, params: EditParams) -> list[ItemPlan]:
+    def _plans(self, params: EditParams, map_index: int) -> list[ItemPlan]:
+        """One plan per source, each named by its own id (see ``item_id``), never its place."""
+        from airflow_provider_cometapi.pipeline.plans import item_id
         from airflow_provider_cometapi.storage.sources import (
             as_source_list,
             classify,
@@ -425,28 +478,33 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         listed = as_source_list(self.sources, "sources")
         if len(listed) == 1 and isinstance(listed[0], str):
             listed = expand_prefix(listed[0].strip(), self.source_conn_id)
-        output_path = self._check_output_path(params, several_names=len(listed) > 1)
-        mask = self._mask_source
-        return [
-            self._plan(
-                [classify(source, "image", self.source_conn_id)],
-                mask,
-                slot=slot,
-                output_path=output_path,
-            )
+        output_path = self._check_output_path(params, mapped=map_index >= 0, items=len(listed))
+        sources = [
+            classify(source, "image", self.source_conn_id, place=f"sources[{slot}]")
             for slot, source in enumerate(listed)
         ]
+        seen: Counter[str] = Counter()
+        plans = []
+        for source in sources:  # an input listed twice is edited twice, under two names
+            plans.append(
+                self._plan(
+                    [source],
+                    self._mask_source,
+                    map_index=map_index,
+                    output_path=output_path,
+                    item=item_id([source], occurrence=seen[source.identity]),
+                )
+            )
+            seen[source.identity] += 1
+        return plans
 
     def _finish(self, context: Context, results: list[ItemResult], params: EditParams) -> list[str]:
-        from airflow_provider_cometapi.pipeline.records import sum_usage
+        from airflow_provider_cometapi.pipeline import ledger
 
+        results = ledger.settle(context, results)
         outputs = [uri for result in results for uri in result.outputs]
-        usage = sum_usage([result.usage for result in results])
-        usage.update(model=params.model, images=len(outputs), requests=len(results))
-        context["ti"].xcom_push(key="usage", value=usage)
         context["ti"].xcom_push(key="items", value=[result.to_json() for result in results])
-        _log_usage(self, usage)
-        self._announce(context, outputs)
+        self._report(context, results, params)
         failed = [result for result in results if result.error]
         if failed:  # name a real failure, not an item that was never started because of it
             first = next((result for result in failed if result.started), failed[0])
@@ -469,15 +527,29 @@ def _as_trigger_item(item: Work) -> dict[str, Any]:
 
 
 def _log_usage(operator: BaseOperator, usage: dict[str, Any]) -> None:
-    operator.log.info(
-        "Edited %d image(s) with %s: %s input + %s output = %s total tokens (request %s)",
-        usage["images"],
-        usage["model"],
-        usage.get("input_tokens", "?"),
-        usage.get("output_tokens", "?"),
-        usage.get("total_tokens", "?"),
-        usage.get("request_id", "several"),
-    )
+    """One line for what was paid, one for what was reused (nothing paid for it now)."""
+    reused = usage["reused"]
+    if usage["requests"] or not reused["requests"]:
+        operator.log.info(
+            "Edited %d image(s) with %s: %s input + %s output = %s total tokens (request %s)",
+            usage["images"],
+            usage["model"],
+            usage.get("input_tokens", "?"),
+            usage.get("output_tokens", "?"),
+            usage.get("total_tokens", "?"),
+            usage.get("request_id", "several"),
+        )
+    if reused["requests"]:
+        operator.log.info(
+            "Reused %d image(s) from an earlier run (nothing paid): %s total tokens then",
+            reused["images"],
+            reused.get("total_tokens", "?"),
+        )
+
+
+def _encoded_size(raw_bytes: int) -> int:
+    """Bytes of base64 text for ``raw_bytes`` bytes."""
+    return (raw_bytes + 2) // 3 * 4
 
 
 def _map_index(context: Context) -> int:

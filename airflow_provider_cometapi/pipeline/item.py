@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.request import edit_request
-from airflow_provider_cometapi.exceptions import CometAPIAuthError
+from airflow_provider_cometapi.api.results import EXTENSIONS
+from airflow_provider_cometapi.exceptions import CometAPIAuthError, CometAPIOutputConflictError
 from airflow_provider_cometapi.pipeline.records import ItemResult
-from airflow_provider_cometapi.storage import manifests
+from airflow_provider_cometapi.storage import claims, manifests
 from airflow_provider_cometapi.storage.outputs import StagedOutputs
+from airflow_provider_cometapi.storage.paths import storage_path
+from airflow_provider_cometapi.storage.probe import ProbedFolders
 from airflow_provider_cometapi.storage.sources import read_all, source_stem
 
 if TYPE_CHECKING:
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from airflow_provider_cometapi.api.results import EditOutcome
     from airflow_provider_cometapi.pipeline.gate import OrderedGate
     from airflow_provider_cometapi.pipeline.plans import ItemPlan
+    from airflow_provider_cometapi.pipeline.scope import TaskScope
 
 
 class ItemJob:
@@ -34,13 +38,27 @@ class ItemJob:
     raises: every other step turns a failure into the item's failed result.
 
     :param position: the item's place in the batch, for the request gate.
+    :param probes: the batch's probes of its output folders (each folder probed once).
     """
 
-    def __init__(self, position: int, plan: ItemPlan, params: EditParams, log: Any) -> None:
-        self.position, self.plan, self.params, self.log = position, plan, params, log
+    def __init__(
+        self,
+        position: int,
+        plan: ItemPlan,
+        params: EditParams,
+        scope: TaskScope,
+        log: Any,
+        probes: ProbedFolders | None = None,
+    ) -> None:
+        self.position, self.plan, self.params, self.scope = position, plan, params, scope
+        self.log = log
+        self.probes = probes or ProbedFolders()
         self.request: EditRequest | None = None
         self.sink: StagedOutputs | None = None
         self.key = ""
+        self.replaceable: frozenset[str] = frozenset()
+        """Final names that hold this very edit's earlier outputs, which it may overwrite."""
+        self.claimed = False
 
     @property
     def label(self) -> str:
@@ -61,62 +79,149 @@ class ItemJob:
             stem=source_stem(sources[0][0]),
             map_index=plan.map_index,
             conn_id=plan.output_conn_id,
+            item=plan.item,
+            replace=self.scope.replace,
         )
         self.key = fingerprint(self.request, plan)
         return None
 
     def prepare(self) -> ItemResult | None:
-        """Check, then look for a manifest: a result when the item is settled (failed its
-        checks, or done by an earlier run), ``None`` when its request is to be sent."""
+        """Check, look for a manifest, claim the edit, and look for objects in the way: a
+        result when the item is settled (failed its checks, done before or meanwhile by
+        another task instance, or would overwrite another's object), ``None`` when its request
+        is to be sent."""
         failed = self.check()
         if failed is not None:
             return failed
         assert self.sink is not None
+        ext = EXTENSIONS[f"image/{self.params.output_format or 'png'}"]
+        targets = self.sink.targets_for([ext] * (self.params.n or 1))
         try:
-            done = manifests.load_completed(self.sink, self.key)
-        except Exception as exc:  # the output location itself cannot be used
+            settled = self._look_up(say_why=True)
+            if settled is None:
+                for folder in sorted({target.rpartition("/")[0] + "/" for target in targets}):
+                    self.probes.check(folder, self.sink.conn_id)
+                settled = self._claim()
+            if settled is None:
+                self._check_nothing_in_the_way(targets)
+        except Exception as exc:  # the output location cannot be used, or is taken
             return self.failed(exc)
-        if done is None:
-            return None
+        return settled
+
+    def _look_up(self, *, say_why: bool = False) -> ItemResult | None:
+        """The reused result when a manifest proves the outputs and they may be reused."""
+        assert self.sink is not None
+        found = manifests.look_up(self.sink, self.key)
+        if found.record is not None:
+            mine = self.scope.paid_for(found.record)
+            if mine or self.scope.reuse_outputs:
+                return self._reuse(found.record, paid=mine)
+        elif found.problem is not None and say_why:
+            self.log.info("Editing %s again: %s", self.label, found.problem)
+        self.replaceable = found.intact
+        return None
+
+    def _claim(self) -> ItemResult | None:
+        """Take the edit's claim. While another task instance holds it, wait for that one's
+        manifest and reuse its outputs once they arrive (or take the claim once it is freed
+        or expires)."""
+        assert self.sink is not None
+        waiting = False
+        while holder := claims.take(self.sink, self.key, self.scope.payer(), self.scope.is_me):
+            if not waiting:
+                self.log.info(
+                    "Waiting for %s: task instance %s is editing it", self.label, holder["owner"]
+                )
+                waiting = True
+            claims.pause()
+            settled = self._look_up()
+            if settled is not None:
+                return settled
+        self.claimed = True
+        return None
+
+    def _reuse(self, manifest: dict[str, Any], *, paid: bool) -> ItemResult:
+        whose = "an earlier try of this task" if paid else "an earlier run"
         self.log.info(
-            "Not editing %s again: its outputs are complete (request %s); reusing them",
+            "Reusing the outputs of %s from %s (request %s); nothing paid now",
             self.label,
-            done.get("request_id"),
+            whose,
+            manifest.get("request_id"),
         )
-        return ItemResult.reused_from(self.label, done)
+        return self._known(ItemResult.reused_from(self.label, manifest, paid=paid))
+
+    def _check_nothing_in_the_way(self, targets: list[str]) -> None:
+        """Refuse, before paying, output names that hold an object this edit may not replace.
+
+        :param targets: the output names the edit expects (its ``output_format``, ``n``).
+        """
+        assert self.sink is not None
+        if self.scope.replace:
+            return
+        for target in targets:
+            path = storage_path(target, self.sink.conn_id)
+            if str(path) not in self.replaceable and path.exists():
+                raise CometAPIOutputConflictError(
+                    f"{path} already exists and is not an output of this edit (no manifest "
+                    "proves it); nothing was paid for. Give each task or run its own "
+                    "output_path (template it with {{ run_id }} or the task id), or pass "
+                    "replace=True to overwrite it on purpose."
+                )
 
     def send(self, run_edit: Callable[..., Any]) -> Any:
         """The item's request, sent by a transport's ``run_edit`` (an outcome, or awaitable)."""
         assert self.request is not None
         assert self.sink is not None
-        return run_edit(self.request, self.sink, idempotency_key=self.key, label=self.label)
+        key = self.scope.idempotency_key(self.key)
+        return run_edit(self.request, self.sink, idempotency_key=key, label=self.label)
 
     def finish(self, outcome: EditOutcome) -> ItemResult:
-        """Commit the streamed outputs, then save the manifest that proves them paid for."""
+        """Record the edit in its manifest, then move the streamed outputs into place.
+
+        The manifest goes first, so that outputs at their final names are always proven by one,
+        even when the task is killed between the two steps; until every output matches it, the
+        manifest proves nothing, and an edit whose outputs never all landed is done again.
+        """
         assert self.sink is not None
+        result = self._known(ItemResult.edited(self.label, self.sink.targets, outcome))
+        record = {
+            **result.manifest_record(),
+            "files": self.sink.files(),
+            "paid_by": self.scope.payer(),
+        }
         try:
-            outputs = self.sink.commit()
-        except Exception as exc:  # commit() has removed what it staged or moved
-            return self.failed(exc)
+            manifests.save(self.sink, self.key, record)
+        except Exception as exc:  # the outputs can still be delivered; a rerun would refuse them
+            self.log.warning("Could not write the manifest of %s: %s", self.label, exc)
+        try:
+            outputs = self.sink.commit(self.replaceable)
+        except Exception as exc:  # commit() has removed, or kept and named, what it staged
+            return self.failed(exc, outcome)
+        self._release()
         for uri in outputs:
             self.log.info("Wrote %s", uri)
-        result = ItemResult.edited(self.label, outputs, outcome)
-        try:
-            manifests.save(self.sink, self.key, result.manifest_record())
-        except Exception as exc:  # the outputs stand; only a retry would pay again
-            self.log.warning("Could not write the manifest of %s: %s", self.label, exc)
         return result
 
-    def failed(self, error: BaseException) -> ItemResult:
-        """Leave nothing staged, log the failure, and record it."""
+    def failed(self, error: BaseException, outcome: EditOutcome | None = None) -> ItemResult:
+        """Leave nothing staged, log the failure, and record it (with its bill if paid)."""
         self.abandon()
         self.log.warning("Edit of %s failed: %s", self.label, error)
-        return ItemResult.failed(self.label, error)
+        return self._known(ItemResult.failed(self.label, error, outcome))
+
+    def _known(self, result: ItemResult) -> ItemResult:
+        """The result with the edit's fingerprint, once the inputs were read."""
+        return replace(result, fingerprint=self.key) if self.key else result
 
     def abandon(self) -> None:
-        """Remove whatever was staged (best effort)."""
+        """Remove whatever was staged and free the claim (best effort)."""
         if self.sink is not None:
             self.sink.discard()
+        self._release()
+
+    def _release(self) -> None:
+        if self.claimed and self.sink is not None:
+            claims.release(self.sink, self.key)
+            self.claimed = False
 
 
 @dataclass(frozen=True)
@@ -215,11 +320,17 @@ class ItemSteps:
 
 
 def fingerprint(request: EditRequest, plan: ItemPlan) -> str:
-    """sha256 over the input bytes, the mask, every sent field and where the outputs go."""
+    """sha256 over the input bytes, the mask, every sent field and where the outputs go (the
+    output path, map index and item id: never the item's place in a batch)."""
     digest = hashlib.sha256()
     for part in [*request.images, *([request.mask] if request.mask else [])]:
         digest.update(len(part.data).to_bytes(8, "big"))
         digest.update(part.data)
-    where = {"output_path": plan.output_path, "map_index": plan.map_index}
+    where = {
+        "output_path": plan.output_path,
+        "output_conn_id": plan.output_conn_id,
+        "map_index": plan.map_index,
+        "item": plan.item,
+    }
     digest.update(json.dumps([request.fields, where], sort_keys=True).encode())
     return digest.hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,9 @@ if TYPE_CHECKING:
 class ItemPlan:
     """One item: its sources and mask (classified once), its label, and its output location.
 
-    :param map_index: the item's slot in output names (its position in a batch, or the mapped
-        task's index).
+    :param map_index: the mapped task instance's index (-1 when not mapped).
+    :param item: a batch item's short id (``item_id`` of its sources), part of its output
+        names; ``None`` for the single-image operator.
     """
 
     sources: list[Source]
@@ -25,6 +27,7 @@ class ItemPlan:
     output_conn_id: str | None
     map_index: int
     label: str
+    item: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The plan as JSON, for the triggerer: stored locations only (stage inline ones first)."""
@@ -35,6 +38,7 @@ class ItemPlan:
             "output_conn_id": self.output_conn_id,
             "map_index": self.map_index,
             "label": self.label,
+            "item": self.item,
         }
 
     @classmethod
@@ -48,7 +52,20 @@ class ItemPlan:
             output_conn_id=data["output_conn_id"],
             map_index=data["map_index"],
             label=data["label"],
+            item=data["item"],
         )
+
+
+def item_id(sources: list[Source], occurrence: int = 0) -> str:
+    """A batch item's short id: 8 hex digits of sha256 over its sources' identities (stored
+    location, or content hash for in-memory input), the same wherever the item sorts.
+
+    :param occurrence: how many items with the same sources came before it in the batch.
+    """
+    identities = "\n".join(source.identity for source in sources)
+    if occurrence:
+        identities += f"\n#{occurrence}"
+    return hashlib.sha256(identities.encode()).hexdigest()[:8]
 
 
 def _stored(source: Source) -> StoredSource:

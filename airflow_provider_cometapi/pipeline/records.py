@@ -28,6 +28,16 @@ class ItemResult:
     request_id: str | None = None
     retries: int = 0
     reused: bool = False
+    """The outputs were there already, proven by a manifest: nothing was paid now."""
+    paid: bool = False
+    """This task instance paid for the edit, now or in an earlier try (``usage`` is that bill)."""
+    images: int = 0
+    """How many images the edit returned (delivered or not)."""
+    fingerprint: str | None = None
+    """The edit's fingerprint, once its inputs were read (the ledger's key for it)."""
+    earlier: list[dict[str, Any]] = field(default_factory=list)
+    """Payments for this edit in earlier tries of the task instance, beyond this record's own:
+    ``{"request_id", "usage", "images", "try_number"}`` each (see ``pipeline/ledger.py``)."""
     error: dict[str, Any] | None = None
     """``CometAPIError.to_dict()`` of what failed, or ``None``."""
     cause: BaseException | None = field(default=None, compare=False, repr=False)
@@ -36,13 +46,34 @@ class ItemResult:
     @classmethod
     def edited(cls, source: str, outputs: list[str], outcome: EditOutcome) -> ItemResult:
         """An item edited now and written to ``outputs``."""
-        return cls(source, list(outputs), outcome.usage, outcome.request_id, outcome.retries)
+        return cls(
+            source,
+            list(outputs),
+            outcome.usage,
+            outcome.request_id,
+            outcome.retries,
+            paid=True,
+            images=len(outputs),
+        )
 
     @classmethod
-    def failed(cls, source: str, error: BaseException) -> ItemResult:
-        """An item that failed with ``error``."""
+    def failed(
+        cls, source: str, error: BaseException, outcome: EditOutcome | None = None
+    ) -> ItemResult:
+        """An item that failed with ``error``; ``outcome`` when the edit was paid for first."""
         described = CometAPIError.describe(error)
-        return cls(source, request_id=described["request_id"], error=described, cause=error)
+        if outcome is None:
+            return cls(source, request_id=described["request_id"], error=described, cause=error)
+        return cls(
+            source,
+            usage=outcome.usage,
+            request_id=outcome.request_id,
+            retries=outcome.retries,
+            paid=True,
+            images=len(outcome.images),
+            error=described,
+            cause=error,
+        )
 
     @classmethod
     def not_started(cls, source: str) -> ItemResult:
@@ -50,11 +81,22 @@ class ItemResult:
         return cls.failed(source, CometAPIBatchError(NOT_STARTED))
 
     @classmethod
-    def reused_from(cls, source: str, manifest: Mapping[str, Any]) -> ItemResult:
-        """An item whose outputs a manifest proves complete: nothing is paid again."""
+    def reused_from(cls, source: str, manifest: Mapping[str, Any], *, paid: bool) -> ItemResult:
+        """An item whose outputs a manifest proves complete: nothing is paid again.
+
+        :param paid: this task instance paid for them in an earlier try.
+        """
         usage = manifest.get("usage") or {}
         outputs, request_id = list(manifest["outputs"]), manifest.get("request_id")
-        return cls(source, outputs, dict(usage), request_id, retries=0, reused=True)
+        return cls(
+            source,
+            outputs,
+            dict(usage),
+            request_id,
+            reused=True,
+            paid=paid,
+            images=len(outputs),
+        )
 
     @property
     def started(self) -> bool:
@@ -67,7 +109,7 @@ class ItemResult:
         return self.cause if self.cause is not None else CometAPIError.from_dict(self.error)
 
     def manifest_record(self) -> dict[str, Any]:
-        """What a manifest keeps of a finished item."""
+        """What a manifest keeps of a finished item (the caller adds files and payer)."""
         return {key: getattr(self, key) for key in ("source", "outputs", "usage", "request_id")}
 
     def to_json(self) -> dict[str, Any]:
@@ -80,6 +122,36 @@ class ItemResult:
     def from_json(cls, data: Mapping[str, Any]) -> ItemResult:
         """The record ``to_json`` gave."""
         return cls(**data)
+
+
+def usage_report(results: list[ItemResult]) -> dict[str, Any]:
+    """``usage`` as pushed: what this task instance paid (over all its tries) at the top level,
+    and under ``reused`` what it reused of other task instances' or earlier runs' edits."""
+    paid = [result for result in results if result.paid]
+    reused = [result for result in results if result.reused and not result.paid]
+    earlier = [payment for result in results for payment in result.earlier]
+    reused_usage = _tokens(sum_usage([result.usage for result in reused]))
+    report = {
+        **{key: 0 for key in reused_usage},
+        **sum_usage([result.usage for result in paid] + [p["usage"] for p in earlier]),
+        "requests": len(paid) + len(earlier),
+        "images": sum(result.images for result in paid) + sum(p["images"] for p in earlier),
+    }
+    report["reused"] = {
+        **reused_usage,
+        "requests": len(reused),
+        "images": sum(result.images for result in reused),
+    }
+    return report
+
+
+def _tokens(usage: dict[str, Any]) -> dict[str, Any]:
+    """The numeric keys of a summed usage (token counts), without nested details."""
+    return {
+        key: value
+        for key, value in usage.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def sum_usage(usages: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from airflow_provider_cometapi.pipeline.gate import AsyncGate, OrderedGate, Thre
 from airflow_provider_cometapi.pipeline.item import Blocking, ItemJob, ItemSteps, Step, Turn
 from airflow_provider_cometapi.pipeline.plans import ItemPlan
 from airflow_provider_cometapi.pipeline.records import BatchProgress, ItemResult
+from airflow_provider_cometapi.storage.probe import ProbedFolders
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -23,13 +24,14 @@ if TYPE_CHECKING:
     from airflow_provider_cometapi.api.request import EditParams
     from airflow_provider_cometapi.hooks.cometapi import CometApiHook
     from airflow_provider_cometapi.hooks.cometapi_async import AsyncCometApiClient
+    from airflow_provider_cometapi.pipeline.scope import TaskScope
 
 Work = ItemPlan | ItemResult
 """An item to run, or one already settled (it failed its checks before deferring)."""
 
 
 def check_in_order(
-    plans: list[ItemPlan], params: EditParams, *, on_item_failure: str, log: Any
+    plans: list[ItemPlan], params: EditParams, scope: TaskScope, *, on_item_failure: str, log: Any
 ) -> list[Work]:
     """Check the items in order on the worker before deferring, by the gate's rule: under
     ``fail`` the first item that fails its checks settles every item after it as not started."""
@@ -39,7 +41,7 @@ def check_in_order(
         if stopped:
             work.append(ItemResult.not_started(plan.label))
             continue
-        failed = ItemJob(position, plan, params, log).check()
+        failed = ItemJob(position, plan, params, scope, log).check()
         work.append(failed or plan)
         stopped = failed is not None and on_item_failure == "fail"
     return work
@@ -48,6 +50,7 @@ def check_in_order(
 def run_in_threads(
     work: list[Work],
     params: EditParams,
+    scope: TaskScope,
     hook: CometApiHook,
     *,
     limit: int,
@@ -56,7 +59,7 @@ def run_in_threads(
 ) -> list[ItemResult]:
     """Run the items on worker threads, each with its own HTTP session; results in order."""
     gate = ThreadGate(len(work), limit, stop_on_failure=on_item_failure == "fail")
-    batch = _Batch(work, gate, log)
+    batch, probes = _Batch(work, gate, log), ProbedFolders()
     local, hooks = threading.local(), []
 
     def run(position: int, plan: ItemPlan) -> ItemResult | None:
@@ -65,7 +68,7 @@ def run_in_threads(
         if not hasattr(local, "hook"):
             local.hook = hook.fork()
             hooks.append(local.hook)
-        job = ItemJob(position, plan, params, log)
+        job = ItemJob(position, plan, params, scope, log, probes)
         steps = ItemSteps(job, gate)
         try:
             for step in steps:
@@ -98,6 +101,7 @@ def run_in_threads(
 async def run_in_tasks(
     work: list[Work],
     params: EditParams,
+    scope: TaskScope,
     client: AsyncCometApiClient,
     *,
     limit: int,
@@ -106,14 +110,14 @@ async def run_in_tasks(
 ) -> list[ItemResult]:
     """Run the items as tasks on the event loop, blocking steps in threads; results in order."""
     gate = AsyncGate(len(work), limit, stop_on_failure=on_item_failure == "fail")
-    batch = _Batch(work, gate, log)
+    batch, probes = _Batch(work, gate, log), ProbedFolders()
     under_way = asyncio.Semaphore(2 * limit)
 
     async def run(position: int, plan: ItemPlan) -> ItemResult | None:
         async with under_way:
             if gate.refuses(position):
                 return None
-            job = ItemJob(position, plan, params, log)
+            job = ItemJob(position, plan, params, scope, log, probes)
             steps = ItemSteps(job, gate)
             try:
                 for step in steps:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import os
 import re
 import string
 import uuid
@@ -9,30 +12,43 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.results import EXTENSIONS
 from airflow_provider_cometapi.api.text import excerpt
-from airflow_provider_cometapi.exceptions import CometAPIOutputError, CometAPIValidationError
+from airflow_provider_cometapi.exceptions import (
+    CometAPIOutputConflictError,
+    CometAPIOutputError,
+    CometAPIValidationError,
+)
 from airflow_provider_cometapi.storage.paths import storage_path
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
-PLACEHOLDERS = frozenset({"stem", "index", "ext", "map_index"})
+PLACEHOLDERS = frozenset({"stem", "index", "ext", "map_index", "item"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def check_output_path(output_path: str, *, n: int, mapped: bool) -> None:
-    """Refuse, before any paid call, an ``output_path`` whose names could collide."""
+def check_output_path(output_path: str, *, n: int, mapped: bool, items: int = 1) -> None:
+    """Refuse, before any paid call, an ``output_path`` whose names could collide.
+
+    :param items: how many batch items share the path (each needs ``{item}`` in a template).
+    """
     if output_path.endswith("/"):
         return
     used = _placeholders(output_path)
     if not used:
-        if n > 1 or mapped:
+        if n > 1 or mapped or items > 1:
+            what = "several outputs" if n > 1 or items > 1 else "one output per mapped task"
             raise CometAPIValidationError(
-                f"output_path {output_path!r} names one file, but this task writes "
-                f"{'several outputs' if n > 1 else 'one output per mapped task instance'}: end "
-                "it with '/' to write into a folder, or use {index} and {map_index}.",
+                f"output_path {output_path!r} names one file, but this task writes {what}: end "
+                "it with '/' to write into a folder, or use {item}, {index} and {map_index}.",
                 param="output_path",
             )
         return
+    if items > 1 and "item" not in used:
+        raise CometAPIValidationError(
+            f"output_path {output_path!r} has no {{item}} but the batch has {items} items: add "
+            "{item} (each source's short id) so the items do not overwrite each other.",
+            param="output_path",
+        )
     if n > 1 and "index" not in used:
         raise CometAPIValidationError(
             f"output_path {output_path!r} has no {{index}} but n={n}: add {{index}} so the "
@@ -53,18 +69,29 @@ def output_targets(
     stem: str,
     extensions: Sequence[str],
     map_index: int,
+    item: str | None = None,
     first_index: int = 0,
 ) -> list[str]:
-    """The final location of each output, in order."""
+    """The final location of each output, in order.
+
+    In a folder: ``{stem}[-{item}][-{map_index}]-{index}.{ext}``, the item's short id for batch
+    items and the map index for mapped tasks; a template fills in the same values.
+    """
     stem = safe_stem(stem)
     targets = []
     for index, ext in enumerate(extensions, start=first_index):
         if output_path.endswith("/"):
-            mapped = f"-{map_index}" if map_index >= 0 else ""
-            targets.append(f"{output_path}{stem}{mapped}-{index}.{ext}")
+            parts = [stem, item, str(map_index) if map_index >= 0 else None, str(index)]
+            targets.append(f"{output_path}{'-'.join(p for p in parts if p)}.{ext}")
         else:
             used = _placeholders(output_path)
-            values = {"stem": stem, "index": index, "ext": ext, "map_index": max(map_index, 0)}
+            values = {
+                "stem": stem,
+                "index": index,
+                "ext": ext,
+                "map_index": max(map_index, 0),
+                "item": item or "",
+            }
             target = output_path.format(**values) if used else output_path
             targets.append(target if index == 0 or "index" in used else _beside(target, index))
     return targets
@@ -78,9 +105,13 @@ def _beside(target: str, index: int) -> str:
     return f"{folder}/{name}" if folder else name
 
 
-def output_folder(output_path: str, *, stem: str = "image", map_index: int = -1) -> str:
+def output_folder(
+    output_path: str, *, stem: str = "image", map_index: int = -1, item: str | None = None
+) -> str:
     """The folder of the first output (placeholders filled in), ending with ``/``."""
-    (first,) = output_targets(output_path, stem=stem, extensions=["png"], map_index=map_index)
+    (first,) = output_targets(
+        output_path, stem=stem, extensions=["png"], map_index=map_index, item=item
+    )
     return first.rpartition("/")[0] + "/"
 
 
@@ -99,15 +130,41 @@ class StagedOutputs:
     """An image sink that stages each output next to its target and moves them in on commit.
 
     Nothing reaches a final path until every output is complete: ``discard()`` (or a failed
-    ``commit()``) removes what was staged, so no partial file is ever left behind.
+    ``commit()``) removes what was staged, so no partial file is ever left behind. Each
+    output's size and sha256 are taken while it streams, for the manifest.
+
+    :param item: the batch item's short id, part of its output names.
+    :param replace: overwrite whatever the final names hold; otherwise ``commit`` never
+        overwrites an object it was not told it may replace.
     """
 
-    def __init__(self, output_path: str, *, stem: str, map_index: int, conn_id: str | None) -> None:
+    def __init__(
+        self,
+        output_path: str,
+        *,
+        stem: str,
+        map_index: int,
+        conn_id: str | None,
+        item: str | None = None,
+        replace: bool = False,
+    ) -> None:
         self.output_path = output_path
         self.stem = stem
         self.map_index = map_index
         self.conn_id = conn_id
-        self._staged: dict[int, tuple[Any, Any, Any]] = {}
+        self.item = item
+        self.replace = replace
+        self._staged: dict[int, tuple[Any, Any, _CheckedWriter]] = {}
+
+    def targets_for(self, extensions: Sequence[str]) -> list[str]:
+        """The final URIs of outputs with these extensions, in slot order."""
+        return output_targets(
+            self.output_path,
+            stem=self.stem,
+            extensions=extensions,
+            map_index=self.map_index,
+            item=self.item,
+        )
 
     def open_writer(self, slot: int, mime_type: str) -> Any:
         """Open the staging file for output ``slot``."""
@@ -116,44 +173,86 @@ class StagedOutputs:
             stem=self.stem,
             extensions=[EXTENSIONS[mime_type]],
             map_index=self.map_index,
+            item=self.item,
             first_index=slot,
         )
         final = storage_path(target, self.conn_id)
         staging = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.partial"
         try:
-            if final.protocol in ("", "file", "local"):
+            if _is_local(final):
                 final.parent.mkdir(parents=True, exist_ok=True)
             handle = staging.open("wb")
         except Exception as exc:
             raise self._failed(exc) from exc
-        self._staged[slot] = (staging, final, handle)
-        return _GuardedWriter(handle, self._failed)
+        writer = _CheckedWriter(handle, self._failed)
+        self._staged[slot] = (staging, final, writer)
+        return writer
 
     @property
     def folder(self) -> str:
         """The folder of this sink's first output."""
-        return output_folder(self.output_path, stem=self.stem, map_index=self.map_index)
+        return output_folder(
+            self.output_path, stem=self.stem, map_index=self.map_index, item=self.item
+        )
 
     @property
     def targets(self) -> list[str]:
         """The final URIs, in slot order."""
         return [str(self._staged[slot][1]) for slot in sorted(self._staged)]
 
-    def commit(self) -> list[str]:
-        """Move every staged output into place; return the final URIs in slot order."""
-        moved = []
+    def files(self) -> list[dict[str, Any]]:
+        """Each output's final URI, size and sha256, in slot order (for the manifest)."""
+        return [
+            {"uri": str(final), "bytes": writer.size, "sha256": writer.digest.hexdigest()}
+            for _, final, writer in (self._staged[slot] for slot in sorted(self._staged))
+        ]
+
+    def commit(self, replaceable: Collection[str] = ()) -> list[str]:
+        """Move every staged output into place; return the final URIs in slot order.
+
+        :param replaceable: final URIs known to hold this very edit's earlier outputs, which
+            may be overwritten. Any other object in the way (unless ``replace``) fails the
+            commit with ``CometAPIOutputConflictError``, and the staged outputs are kept
+            under their own names beside it, never lost.
+        """
+        moved: list[Any] = []
         try:
             for slot in sorted(self._staged):
-                staging, final, handle = self._staged[slot]
-                handle.close()
-                final.fs.mv(staging.path, final.path)
+                staging, final, writer = self._staged[slot]
+                writer.close()
+                if self.replace or str(final) in replaceable:
+                    final.fs.mv(staging.path, final.path)
+                else:
+                    _move_if_absent(staging, final)
                 moved.append(final)
+        except FileExistsError as exc:
+            raise self._keep(moved, exc) from exc
         except Exception as exc:
             self.discard()
             for final in moved:  # all or nothing: no output of a half-committed edit stays
                 _remove(final)
             raise self._failed(exc) from exc
         return self.targets
+
+    def _keep(self, moved: list[Any], exc: FileExistsError) -> CometAPIOutputConflictError:
+        """Another writer took a final name: keep every output of this edit beside it."""
+        kept = []
+        for slot in sorted(self._staged):
+            staging, final, _ = self._staged[slot]
+            source = final if final in moved else staging
+            place = final.parent / _kept_name(final.name, staging.name)
+            try:
+                source.fs.mv(source.path, place.path)
+                kept.append(str(place))
+            except Exception:  # it stays where it is; still name it
+                kept.append(str(source))
+        self._staged.clear()
+        return CometAPIOutputConflictError(
+            f"{excerpt(str(exc.filename or exc), 300)} was written by another task while this "
+            f"edit ran; nothing was overwritten. This edit was paid for: its outputs are kept at "
+            f"{', '.join(kept)}. Give each task its own output_path (template it with "
+            "{{ run_id }} or the task id), or pass replace=True to overwrite on purpose."
+        )
 
     def _failed(self, exc: Exception) -> CometAPIOutputError:
         return CometAPIOutputError(
@@ -164,17 +263,36 @@ class StagedOutputs:
 
     def discard(self) -> None:
         """Abort open writes and remove every staged file (best effort)."""
-        for staging, _, handle in self._staged.values():
-            # Abort (s3fs drops its multipart upload), then close anyway: a local file cannot
-            # discard and would keep its descriptor, and an s3fs file left open fails when
-            # collected. Whatever closing writes goes with the staged file below.
-            for step in (getattr(handle, "discard", None), handle.close):
-                try:
-                    if callable(step):
-                        step()
-                except Exception:  # the original error is what the caller needs
-                    pass
+        for staging, _, writer in self._staged.values():
+            writer.abort()
             _remove(staging)
+
+
+def _move_if_absent(staging: Any, final: Any) -> None:
+    """Move a staged file to a final name that must not exist yet; ``FileExistsError`` if it
+    does. Exclusive on local disks (a hard link fails on an existing name); elsewhere the name
+    is checked just before the move."""
+    if _is_local(final):
+        try:
+            os.link(staging.path, final.path)
+        except FileExistsError:
+            raise FileExistsError(errno.EEXIST, "exists", str(final)) from None
+        os.unlink(staging.path)
+        return
+    if final.exists():
+        raise FileExistsError(errno.EEXIST, "exists", str(final))
+    final.fs.mv(staging.path, final.path)
+
+
+def _kept_name(final_name: str, staging_name: str) -> str:
+    """``boat-0.png`` -> ``boat-0.kept-<staging token>.png``."""
+    token = staging_name.rsplit(".", 2)[-2]
+    base, dot, suffix = final_name.rpartition(".")
+    return f"{base}.kept-{token}.{suffix}" if dot else f"{final_name}.kept-{token}"
+
+
+def _is_local(path: Any) -> bool:
+    return path.protocol in ("", "file", "local")
 
 
 def _placeholders(template: str) -> set[str]:
@@ -203,20 +321,37 @@ def _remove(path: Any) -> None:
         return
 
 
-class _GuardedWriter:
-    """A staged file's writer whose storage errors surface as ``CometAPIOutputError``."""
+class _CheckedWriter:
+    """A staged file's writer: storage errors surface as ``CometAPIOutputError``, and the
+    bytes written are counted and hashed on the way."""
 
     def __init__(self, handle: Any, failed: Callable[[Exception], CometAPIOutputError]) -> None:
         self._handle, self._failed = handle, failed
+        self.digest = hashlib.sha256()
+        self.size = 0
 
     def write(self, data: bytes) -> object:
         try:
-            return self._handle.write(data)
+            written = self._handle.write(data)
         except Exception as exc:
             raise self._failed(exc) from exc
+        self.digest.update(data)
+        self.size += len(data)
+        return written
 
     def close(self) -> None:
         try:
             self._handle.close()
         except Exception as exc:
             raise self._failed(exc) from exc
+
+    def abort(self) -> None:
+        """Drop the write (s3fs abandons its multipart upload), then close anyway: a local
+        file cannot discard and would keep its descriptor, and an s3fs file left open fails
+        when collected. Best effort: the caller is already handling an error."""
+        for step in (getattr(self._handle, "discard", None), self._handle.close):
+            try:
+                if callable(step):
+                    step()
+            except Exception:
+                pass

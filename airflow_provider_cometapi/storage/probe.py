@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 
 from airflow_provider_cometapi.api.response import scrub
@@ -110,3 +111,26 @@ def _causes(exc: BaseException) -> set[str]:
             names.add(str(response.get("Error", {}).get("Code", "")))
         current = current.__cause__ or current.__context__
     return names
+
+
+class ProbedFolders:
+    """Probe each output folder once per task: the first item bound for a folder probes it,
+    the others get the same answer (a fresh copy of its error)."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, str | None], CometAPIOutputError | None] = {}
+        self._lock = threading.Lock()
+
+    def check(self, folder: str, conn_id: str | None) -> None:
+        """Raise ``CometAPIOutputError`` if ``folder`` cannot take a write."""
+        key = (folder, conn_id)
+        with self._lock:
+            if key not in self._answers:
+                try:
+                    probe_output_folder(folder, conn_id)
+                    self._answers[key] = None
+                except CometAPIOutputError as exc:
+                    self._answers[key] = exc
+        error = self._answers[key]
+        if error is not None:
+            raise CometAPIOutputError.from_dict(error.to_dict())

@@ -48,7 +48,8 @@ def stage_inputs(
             plan,
             mask=place(plan.mask, "mask") if plan.mask is not None else None,
             sources=[
-                place(source, f"item{plan.map_index}-{i}") for i, source in enumerate(plan.sources)
+                place(source, f"item-{plan.item or 'image'}-{i}")
+                for i, source in enumerate(plan.sources)
             ],
         )
 

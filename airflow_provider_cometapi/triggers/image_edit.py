@@ -21,6 +21,7 @@ class CometImageEditTrigger(BaseTrigger):
     :param items: per item, ``{"plan": ItemPlan JSON}`` to run it, or ``{"result": ItemResult
         JSON}`` when the worker already settled it (it failed its checks, or never started).
     :param params: ``EditParams`` fields.
+    :param scope: ``TaskScope`` fields: the task instance, ``reuse_outputs`` and ``replace``.
     :param cometapi_conn_id: the ``cometapi`` connection.
     :param max_concurrency: edits in flight at once.
     :param on_item_failure: ``fail`` starts no new item after a failure; ``continue`` goes on.
@@ -32,6 +33,7 @@ class CometImageEditTrigger(BaseTrigger):
         *,
         items: list[dict[str, Any]],
         params: dict[str, Any],
+        scope: dict[str, Any],
         cometapi_conn_id: str,
         max_concurrency: int = 1,
         on_item_failure: str = "fail",
@@ -40,6 +42,7 @@ class CometImageEditTrigger(BaseTrigger):
         super().__init__()
         self.items = items
         self.params = params
+        self.scope = scope
         self.cometapi_conn_id = cometapi_conn_id
         self.max_concurrency = max_concurrency
         self.on_item_failure = on_item_failure
@@ -52,6 +55,7 @@ class CometImageEditTrigger(BaseTrigger):
             {
                 "items": self.items,
                 "params": self.params,
+                "scope": self.scope,
                 "cometapi_conn_id": self.cometapi_conn_id,
                 "max_concurrency": self.max_concurrency,
                 "on_item_failure": self.on_item_failure,
@@ -66,6 +70,7 @@ class CometImageEditTrigger(BaseTrigger):
         from airflow_provider_cometapi.pipeline.plans import ItemPlan
         from airflow_provider_cometapi.pipeline.records import ItemResult
         from airflow_provider_cometapi.pipeline.runners import Work, run_in_tasks
+        from airflow_provider_cometapi.pipeline.scope import TaskScope
 
         work: list[Work] = [
             ItemPlan.from_json(item["plan"])
@@ -78,6 +83,7 @@ class CometImageEditTrigger(BaseTrigger):
             results = await run_in_tasks(
                 work,
                 EditParams(**self.params),
+                TaskScope.from_json(self.scope),
                 client,
                 limit=self.max_concurrency,
                 on_item_failure=self.on_item_failure,

@@ -84,11 +84,10 @@ def test_connection_json_points_airflow_at_the_emulator(cometapi_emulator):
         "conn_type": "cometapi",
         "host": cometapi_emulator.url,
         "password": "k-1",
-        "extra": {"allow_private_urls": True, "timeout": 30},
+        "extra": {"timeout": 30},
     }
     assert json.loads(cometapi_emulator.connection_json())["password"] == "test-key"
-    refusing = json.loads(cometapi_emulator.connection_json(allow_private_urls=False))
-    assert refusing["extra"] == {"allow_private_urls": False}
+    assert json.loads(cometapi_emulator.connection_json())["extra"] == {}
 
 
 def test_connection_json_lets_url_outputs_download_from_the_emulator(

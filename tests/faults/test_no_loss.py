@@ -241,14 +241,18 @@ def test_fault_ends_typed_and_leaves_no_file(
         attempts = lambda: len(cometapi_emulator.requests)  # noqa: E731
     sink = StagedOutputs(out, stem="boat", map_index=-1, conn_id=None)
 
+    reported = 0
     try:
-        TRANSPORTS[transport](small_request(), sink, f"key-{transport}")
+        outcome = TRANSPORTS[transport](small_request(), sink, f"key-{transport}")
+        reported = outcome.usage["total_tokens"]
     except CometAPIError as exc:
         error: CometAPIError | None = exc
     else:
         error = None
 
     assert attempts() == fault.attempts
+    if fault.script is None:  # the accounting identity: what the client reports is the bill
+        assert reported == sum(b["usage"]["total_tokens"] for b in cometapi_emulator.billed)
     if fault.outwaited and fault.script is not None:  # the client's timeout, not the stall's end
         assert server.stall_endings(1) == [HUNG_UP]
     elif fault.outwaited:  # 499: the client left; a hang that ran out would answer 504

@@ -1,11 +1,14 @@
-"""A batch job run in its own process (so a test can SIGKILL it midway): ``python batch_job.py
-SOURCES OUTPUT`` with ``AIRFLOW_HOME`` and ``AIRFLOW_CONN_COMETAPI_DEFAULT`` set by the caller."""
+"""A batch job run in its own process (so a test can SIGKILL it midway, or run two at once):
+``python batch_job.py SOURCES OUTPUT [RUN_DATE]`` with ``AIRFLOW_HOME`` and
+``AIRFLOW_CONN_COMETAPI_DEFAULT`` set by the caller. Runs of one ``RUN_DATE`` (ISO 8601; the
+fixed ``LOGICAL_DATE`` by default) are one DAG run, as a retry is; other dates are other runs."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 DAG_SOURCE = """
@@ -24,7 +27,11 @@ with DAG("cometapi_load_batch", schedule=None, catchup=False) as dag:
 """
 
 
-def main(sources: str, output: str) -> int:
+LOGICAL_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+"""Fixed, so a rerun of the job is the same DAG run and task instance: a retry."""
+
+
+def main(sources: str, output: str, run_date: datetime = LOGICAL_DATE) -> int:
     """Write the DAG into this process's bundle folder and ``dag.test()`` it."""
     folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     folder.mkdir(parents=True, exist_ok=True)
@@ -38,9 +45,10 @@ def main(sources: str, output: str) -> int:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    run = module.dag.test()
+    run = module.dag.test(logical_date=run_date, run_after=run_date)
     return 0 if str(run.state) == "success" else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    dates = [datetime.fromisoformat(arg) for arg in sys.argv[3:4]]
+    sys.exit(main(sys.argv[1], sys.argv[2], *dates))

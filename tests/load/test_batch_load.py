@@ -17,6 +17,7 @@ import pytest
 from airflow_provider_cometapi.emulator import EmulatorServer
 from tests.dagrun import files_in
 from tests.imaging import image_bytes
+from tests.load.batch_job import LOGICAL_DATE
 
 EDITS = 1000
 JOB = Path(__file__).with_name("batch_job.py")
@@ -180,18 +181,27 @@ def test_a_killed_run_resumes_without_paying_twice(run_dag, inbox, tmp_path, fla
     assert job.returncode == -signal.SIGKILL, "the job finished before it could be killed"
 
     manifests = output / ".cometapi-manifests"
-    recorded = [json.loads(p.read_text()) for p in manifests.glob("*.json")]
+    written = [json.loads(p.read_text()) for p in manifests.glob("*.json")]
+    recorded = [  # a manifest goes first: the kill may have come before its outputs' move
+        m for m in written if all(Path(u.removeprefix("file://")).exists() for u in m["outputs"])
+    ]
     kept = {uri: Path(uri.removeprefix("file://")).stat() for m in recorded for uri in m["outputs"]}
     done_before = len(files_in(output))
     assert 300 <= done_before < EDITS
     billed_before = len(flaky_gateway.billed)
 
-    outcome = run_dag(batch_body(inbox, output))
+    # the retry: the same DAG run and task instance as the killed job's, so the same keys
+    outcome = run_dag(
+        batch_body(inbox, output), dag_id="cometapi_load_batch", logical_date=LOGICAL_DATE
+    )
 
     assert outcome.state == "success"
     assert len(files_in(output)) == EDITS
     items = outcome.xcom("batch", "items")
     assert sum(item["reused"] for item in items) == len(recorded)
+    assert all(item["paid"] for item in items)  # this task instance paid for all, once
+    usage = outcome.xcom("batch", "usage")
+    assert usage["total_tokens"] == sum(b["usage"]["total_tokens"] for b in flaky_gateway.billed)
     for uri, before in kept.items():  # nothing finished before the kill was written again
         after = Path(uri.removeprefix("file://")).stat()
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)

@@ -10,6 +10,7 @@ import pytest
 from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
 from tests.dagrun import files_in
 from tests.imaging import decode
+from tests.naming import batch_output
 from tests.s3 import visible_keys
 
 BOAT = PAPER_BOAT.read_bytes()
@@ -45,9 +46,10 @@ def test_batch_edits_a_prefix_in_source_order(
     )
 
     assert outcome.state == "success"
-    expected = [f"file://{tmp_path}/out/boat{i:02d}-{i}-0.png" for i in range(6)]
+    names = [batch_output(f"boat{i:02d}", f"file://{folder}/boat{i:02d}.png") for i in range(6)]
+    expected = [f"file://{tmp_path}/out/{name}" for name in names]
     assert outcome.xcom("batch") == expected
-    assert files_in(tmp_path / "out") == [u.rsplit("/", 1)[1] for u in expected]
+    assert files_in(tmp_path / "out") == sorted(names)
     items = outcome.xcom("batch", "items")
     assert [item["source"] for item in items] == [
         f"file://{folder}/boat{i:02d}.png" for i in range(6)
@@ -95,10 +97,12 @@ def test_batch_continue_writes_what_it_can_then_fails(
     assert len(cometapi_emulator.requests) == 2  # the broken file was never sent
     assert len(triggerer_posts()) == (2 if deferrable else 0)
     assert items[1]["error"]["type"] == "CometAPIValidationError"
-    assert files_in(tmp_path / "out") == [
-        "boat00-0-0.png",
-        "boat02-2-0.png",
-    ]
+    assert files_in(tmp_path / "out") == sorted(
+        [
+            batch_output("boat00", f"file://{folder}/boat00.png"),
+            batch_output("boat02", f"file://{folder}/boat02.png"),
+        ]
+    )
 
 
 def test_batch_fail_stops_starting_new_items(run_dag, tmp_path, cometapi_emulator, capfd):
@@ -142,8 +146,8 @@ def test_batch_of_inline_base64_sources_with_a_mask(run_dag, tmp_path, cometapi_
 
     assert outcome.state == "success"
     assert [p.rsplit("/", 1)[1] for p in outcome.xcom("batch")] == [
-        "image-0-0.png",
-        "paper-boat-1-0.png",
+        batch_output("image", encoded),
+        batch_output("paper-boat", str(PAPER_BOAT)),
     ]
     assert all(r["files"][-1]["field"] == "mask" for r in cometapi_emulator.requests)
 
@@ -171,9 +175,10 @@ def test_deferrable_single_edit_pushes_the_same_xcoms(
     assert usage == {
         **billed["usage"],
         "model": "gpt-image-2",
+        "requests": 1,
         "images": 2,
         "request_id": billed["request_id"],
-        "reused": False,
+        "reused": {"requests": 0, "images": 0},
     }
     assert len(triggerer_posts()) == 1
     assert decode((tmp_path / "out" / "image-1.png").read_bytes()).size == (512, 384)
@@ -222,7 +227,10 @@ def test_deferrable_s3_batch(run_dag, s3, cometapi_emulator, triggerer_posts):
 
     assert outcome.state == "success"
     keys = visible_keys(s3, "cometapi-deferred", "out/")
-    assert keys == ["out/b0-0-0.png", "out/b1-1-0.png", "out/b2-2-0.png"]
+    assert keys == [
+        "out/" + batch_output(f"b{i}", f"s3://s3_test@cometapi-deferred/in/b{i}.png")
+        for i in range(3)
+    ]
     assert len(triggerer_posts()) == 3
 
 

@@ -53,9 +53,10 @@ def test_usage_xcom_has_every_server_key_plus_model_images_and_request_id(
     assert usage == {
         **billed["usage"],
         "model": "qwen-image-edit",
+        "requests": 1,
         "images": 1,
         "request_id": billed["request_id"],
-        "reused": False,
+        "reused": {"requests": 0, "images": 0},
     }
     json.dumps(usage)
 
@@ -203,25 +204,49 @@ def test_output_names_follow_placeholders(run_dag, tmp_path, cometapi_emulator):
 
 
 def test_outputs_return_through_xcom_as_base64_without_output_path(run_dag, cometapi_emulator):
-    outcome = run_dag(
-        f'CometImageEditOperator(task_id="edit", prompt="x", image={str(PAPER_BOAT)!r}, n=2)'
+    outcome = run_dag(  # two 512x384 images take at most 2 x 1 MiB of base64, even uncompressed
+        f'CometImageEditOperator(task_id="edit", prompt="x", image={str(PAPER_BOAT)!r}, n=2, '
+        'size="512x384", max_xcom_bytes=2 * 1024 * 1024)'
     )
 
     encoded = outcome.xcom("edit")
     assert len(encoded) == 2
     assert decode(base64.b64decode(encoded[0])).size == (512, 384)
+    assert outcome.xcom("edit", "usage")["images"] == 2
 
 
-def test_xcom_size_cap_fails_with_a_pointer_to_output_path(run_dag, cometapi_emulator, capfd):
+def test_no_cap_takes_any_size_through_xcom(run_dag, cometapi_emulator):
     outcome = run_dag(
         f'CometImageEditOperator(task_id="edit", prompt="x", image={str(PAPER_BOAT)!r}, '
-        "max_xcom_bytes=1000)"
+        "max_xcom_bytes=None)"
+    )
+
+    assert len(outcome.xcom("edit")) == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "needed"),
+    [
+        ("", "an unknown number of bytes"),  # size auto: no bound, so no edit is paid for
+        ('size="512x384", n=2', "up to 2097152 bytes"),  # over the 1 MiB default
+        ('size="1024x1024"', "up to 5592408 bytes"),
+    ],
+    ids=["size unknown", "two over the default", "one large image"],
+)
+def test_outputs_the_xcom_cap_might_not_hold_are_refused_before_paying(
+    run_dag, cometapi_emulator, capfd, options, needed
+):
+    outcome = run_dag(
+        f'CometImageEditOperator(task_id="edit", prompt="x", image={str(PAPER_BOAT)!r}, {options})'
     )
 
     assert outcome.states() == {("edit", -1): "failed"}
     logs = "".join(capfd.readouterr())
-    assert "max_xcom_bytes=1000" in logs
-    assert "set output_path" in logs
+    assert "max_xcom_bytes=1048576" in logs
+    assert needed in logs
+    assert "Set output_path" in logs
+    assert "nothing was sent" in logs
+    assert cometapi_emulator.requests == []
     assert outcome.xcom("edit") is None
 
 
@@ -351,7 +376,7 @@ def test_failed_local_write_leaves_nothing_behind(run_dag, tmp_path, cometapi_em
     assert list((tmp_path / "0").iterdir()) == []
 
 
-def test_failed_s3_write_leaves_nothing_behind(run_dag, s3, cometapi_emulator, capfd):
+def test_a_missing_output_bucket_fails_before_paying(run_dag, s3, cometapi_emulator, capfd):
     s3.create_bucket(Bucket="cometapi-out-0")  # cometapi-out-1 does not exist
 
     outcome = run_dag(
@@ -359,6 +384,9 @@ def test_failed_s3_write_leaves_nothing_behind(run_dag, s3, cometapi_emulator, c
     )
 
     assert outcome.states() == {("edit", -1): "failed"}
-    assert "CometAPIOutputError" in "".join(capfd.readouterr())
+    logs = "".join(capfd.readouterr())
+    assert "CometAPIOutputError" in logs
+    assert "cometapi-out-1" in logs
+    assert "The bucket does not exist" in logs
     assert s3.list_objects_v2(Bucket="cometapi-out-0").get("Contents", []) == []
-    assert len(cometapi_emulator.billed) == 1
+    assert cometapi_emulator.requests == []  # every output's folder was probed first

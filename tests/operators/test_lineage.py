@@ -15,6 +15,7 @@ from airflow_provider_cometapi.lineage import dataset_name
 from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
 from airflow_provider_cometapi.storage.sources import classify, stored_locations
 from tests.dagrun import HEADER
+from tests.naming import batch_output
 from tests.settings import TEST_DAGS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -135,6 +136,6 @@ def test_completed_edits_emit_their_inputs_and_outputs(airflow_db, cometapi_conn
     assert datasets(events, "from_base64", "outputs") == {("file", f"{tmp_path}/b64/image-0.png")}
     assert datasets(events, "batch", "inputs") == {("file", str(inbox))}
     assert datasets(events, "batch", "outputs") == {
-        ("file", f"{tmp_path}/batch/a-0-0.png"),
-        ("file", f"{tmp_path}/batch/b-1-0.png"),
+        ("file", f"{tmp_path}/batch/{batch_output('a', f'file://{inbox}/a.png')}"),
+        ("file", f"{tmp_path}/batch/{batch_output('b', f'file://{inbox}/b.png')}"),
     }

@@ -168,7 +168,14 @@ def test_planted_key_is_absent_from_every_trace_of_a_run(
             expected = "CometAPIBatchError" if entry["task"].startswith("batch") else error
             assert entry["type"] == expected
         items = [value for task, key, value in xcoms if key == "items"]
-        assert [item["error"]["type"] for value in items for item in value] == [error] * 4
+        types = [item["error"]["type"] for value in items for item in value]
+        if fault == "status=401":  # a refused key stops the batch: an item that has not sent
+            # by then never does, and is recorded as not started (which one varies by timing)
+            assert [value[0]["error"]["type"] for value in items] == [error] * 2
+            assert set(types) <= {error, "CometAPIBatchError"}
+            assert len(cometapi_emulator.requests) == 2 + types.count(error)
+        else:
+            assert types == [error] * 4
         assert error in logs
 
     # and the key is nowhere in it
@@ -200,6 +207,7 @@ def test_reprs_of_operators_hooks_triggers_and_clients_hide_the_key(cometapi_con
     trigger = CometImageEditTrigger(
         items=[{"sources": [str(PAPER_BOAT)], "output_path": f"{tmp_path}/"}],
         params={"prompt": "x", "model": hook.settings.default_model},
+        scope={"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1, "try_number": 1},
         cometapi_conn_id=hook.cometapi_conn_id,
     )
 

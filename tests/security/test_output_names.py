@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from airflow_provider_cometapi.samples import PAPER_BOAT
 from airflow_provider_cometapi.storage.outputs import output_targets, safe_stem
 from airflow_provider_cometapi.storage.sources import source_stem
+from tests.naming import item_of
 
 BOAT_B64 = base64.b64encode(PAPER_BOAT.read_bytes()).decode()
 CLEAN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -112,9 +113,13 @@ def test_any_source_name_stays_in_the_output_folder(tmp_path_factory, name, map_
     stem = safe_stem(source_stem(name))
     assert CLEAN.fullmatch(stem)
     assert len(stem) <= 100
-    for output_path in (f"{out}/", f"{out}/{{stem}}_{{map_index}}_{{index}}.{{ext}}"):
+    for output_path in (f"{out}/", f"{out}/{{stem}}_{{item}}_{{map_index}}_{{index}}.{{ext}}"):
         targets = output_targets(
-            output_path, stem=source_stem(name), extensions=["png", "webp"], map_index=map_index
+            output_path,
+            stem=source_stem(name),
+            extensions=["png", "webp"],
+            map_index=map_index,
+            item="0a1b2c3d",
         )
         for target in targets:
             assert_inside(target, out)
@@ -137,9 +142,10 @@ CometImageEditOperator.partial(
 ).expand(image=[{sources}])
 """
 TEMPLATE = "{out}/{{stem}}_{{map_index}}.{{ext}}"
+BATCH_TEMPLATE = "{out}/{{stem}}_{{item}}.{{ext}}"
 RUNS = {
-    "batch, folder, sync": (BATCH, "{out}/", False, "{stem}-{slot}-0.png"),
-    "batch, template, deferrable": (BATCH, TEMPLATE, True, "{stem}_{slot}.png"),
+    "batch, folder, sync": (BATCH, "{out}/", False, "{stem}-{item}-0.png"),
+    "batch, template, deferrable": (BATCH, BATCH_TEMPLATE, True, "{stem}_{item}.png"),
     "mapped, folder, deferrable": (MAPPED, "{out}/", True, "{stem}-{slot}-0.png"),
     "mapped, template, sync": (MAPPED, TEMPLATE, False, "{stem}_{slot}.png"),
 }
@@ -180,8 +186,9 @@ def test_hostile_source_names_are_written_inside_the_output_folder(
         written = outcome.xcom("edit")
     else:
         written = [uri for uris in outcome.xcoms("edit").values() for uri in uris]
-    expected = [
-        pattern.format(stem=stem, slot=slot) for slot, (_, stem) in enumerate(HOSTILE.values())
+    expected = [  # every source has the same bytes: batch items differ by occurrence
+        pattern.format(stem=stem, slot=slot, item=item_of(BOAT_B64, slot))
+        for slot, (_, stem) in enumerate(HOSTILE.values())
     ]
     assert sorted(uri.rsplit("/", 1)[1] for uri in written) == sorted(expected)
     for uri in written:

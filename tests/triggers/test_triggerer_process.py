@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from airflow_provider_cometapi.api.request import EditParams
 from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOperator
 from airflow_provider_cometapi.pipeline.plans import ItemPlan
+from airflow_provider_cometapi.pipeline.scope import TaskScope
 from airflow_provider_cometapi.samples import PAPER_BOAT
 from airflow_provider_cometapi.storage.sources import StoredSource
 from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
@@ -94,6 +95,7 @@ def test_trigger_runs_in_a_real_triggerer(run_dag, tmp_path, cometapi_emulator):
             }
         ],
         params=EditParams(prompt="Add a ribbon", model="gpt-image-2", n=2).to_dict(),
+        scope=TaskScope(outcome.dag_id, outcome.run_id, "edit", -1, 1).to_json(),
         cometapi_conn_id="cometapi_default",
     )
     ti_id = defer_to(trigger, outcome.dag_id, outcome.run_id)

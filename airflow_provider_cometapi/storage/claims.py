@@ -1,0 +1,99 @@
+"""Claims: a small object next to the outputs saying which task instance is paying for an edit.
+
+A claim is created exclusively where the storage can (``O_EXCL`` on local disks, a conditional
+put on S3 through s3fs); on a storage that cannot, it is checked, then written, which leaves a
+window of one request. A claim expires after ``CLAIM_SECONDS``, so one left by a killed worker
+only delays another task instance; the same task instance (a retry) takes its own over at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cometapi.storage.paths import storage_path
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from airflow_provider_cometapi.storage.outputs import StagedOutputs
+
+CLAIM_FOLDER = ".cometapi-claims"
+CLAIM_SECONDS = 15 * 60
+"""How long a claim holds without its holder finishing: longer than one edit takes."""
+POLL_SECONDS = 2.0
+"""How often a task instance waiting on another's claim looks for its manifest."""
+
+
+def take(
+    sink: StagedOutputs,
+    fingerprint: str,
+    owner: Mapping[str, Any],
+    ours: Callable[[Mapping[str, Any]], bool],
+) -> dict[str, Any] | None:
+    """Take the claim on the edit with this fingerprint for ``owner`` (a manifest's payer).
+
+    Returns ``None`` when ``owner`` holds it now, or the live claim of another task instance.
+    An expired claim, or one whose owner is ``ours`` (an earlier try), is taken over.
+    """
+    path = _claim(sink, fingerprint)
+    body = json.dumps({"owner": dict(owner), "expires_at": now() + CLAIM_SECONDS}).encode()
+    if path.protocol in ("", "file", "local"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _create(path, body)
+        return None
+    except FileExistsError:
+        pass
+    held = _read(path)
+    if held is not None and held["expires_at"] > now() and not ours(held["owner"]):
+        return held
+    path.write_bytes(body)  # expired, released meanwhile, or ours from an earlier try
+    return None
+
+
+def release(sink: StagedOutputs, fingerprint: str) -> None:
+    """Remove the claim (best effort: an expired claim frees the edit anyway). Its folder stays,
+    as the manifests' does: another item may be creating a claim in it at this moment."""
+    path = _claim(sink, fingerprint)
+    try:
+        path.fs.rm_file(path.path)
+    except Exception:
+        return
+
+
+def now() -> float:
+    """Seconds since the epoch: claims compare times across machines."""
+    return time.time()
+
+
+def pause() -> None:
+    """Wait a little before looking again for the holder's manifest."""
+    time.sleep(POLL_SECONDS)
+
+
+def _create(path: Any, body: bytes) -> None:
+    """Write ``body`` where nothing is yet; ``FileExistsError`` if something is."""
+    try:
+        path.fs.pipe_file(path.path, body, mode="create")
+    except (TypeError, NotImplementedError):  # a storage without exclusive create
+        if path.exists():
+            raise FileExistsError(str(path)) from None
+        path.write_bytes(body)
+
+
+def _read(path: Any) -> dict[str, Any] | None:
+    """The claim stored at ``path``, or ``None`` if it is gone or unreadable."""
+    try:
+        held = json.loads(path.read_bytes())
+        if isinstance(held, dict) and isinstance(held.get("owner"), dict):
+            held["expires_at"] = float(held["expires_at"])
+            return held
+    except Exception:  # removed meanwhile, or half-written: treat as free
+        return None
+    return None
+
+
+def _claim(sink: StagedOutputs, fingerprint: str) -> Any:
+    return storage_path(f"{sink.folder}{CLAIM_FOLDER}/{fingerprint}.json", sink.conn_id)
