@@ -1,21 +1,18 @@
-"""One item's way through the pipeline, written once for worker threads and the triggerer.
-
-``ItemJob`` holds the item's blocking steps; ``item_steps`` runs them in order around the
-request gate and the transport, yielding each step for a runner to perform: the worker runs
-them in its thread, the triggerer runs blocking ones with ``asyncio.to_thread``.
+"""One item's work, written once for worker threads and the triggerer: read and check its
+inputs, look for its earlier outputs, claim it, send it, commit its outputs, or give it up.
+``pipeline/steps.py`` drives these steps around the request gate.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.request import edit_request
 from airflow_provider_cometapi.api.results import EXTENSIONS
-from airflow_provider_cometapi.exceptions import CometAPIAuthError, CometAPIOutputConflictError
+from airflow_provider_cometapi.exceptions import CometAPIOutputConflictError
 from airflow_provider_cometapi.pipeline.records import ItemResult
 from airflow_provider_cometapi.storage import claims, manifests
 from airflow_provider_cometapi.storage.outputs import StagedOutputs
@@ -24,11 +21,10 @@ from airflow_provider_cometapi.storage.probe import ProbedFolders
 from airflow_provider_cometapi.storage.sources import read_all, source_stem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator
+    from collections.abc import Callable
 
     from airflow_provider_cometapi.api.request import EditParams, EditRequest
     from airflow_provider_cometapi.api.results import EditOutcome
-    from airflow_provider_cometapi.pipeline.gate import OrderedGate
     from airflow_provider_cometapi.pipeline.plans import ItemPlan
     from airflow_provider_cometapi.pipeline.scope import TaskScope
 
@@ -222,101 +218,6 @@ class ItemJob:
         if self.claimed and self.sink is not None:
             claims.release(self.sink, self.key)
             self.claimed = False
-
-
-@dataclass(frozen=True)
-class Blocking:
-    """A step that blocks: storage or CPU work, run in a thread off the triggerer's loop."""
-
-    call: Callable[[], Any]
-
-
-@dataclass(frozen=True)
-class Turn:
-    """The step that waits for the item's turn at the gate; answers whether it may go on.
-
-    :param sending: the item will send a request (counted against the limit).
-    """
-
-    sending: bool
-
-
-class Send:
-    """The step that sends the item's request; answers the ``EditOutcome``."""
-
-
-Step = Blocking | Turn | Send
-SEND = Send()
-
-
-def item_steps(job: ItemJob, gate: OrderedGate) -> Generator[Step, Any, ItemResult | None]:
-    """The item's steps in order; a runner performs each and sends back its answer (or throws
-    its error). Returns the item's result, or ``None`` when it was never started."""
-    settled = yield Blocking(job.prepare)
-    if settled is not None and settled.error is not None:
-        gate.check_failed(job.position)
-    if not (yield Turn(sending=settled is None)):
-        yield Blocking(job.abandon)
-        return None
-    if settled is not None:
-        return settled
-    try:
-        outcome = yield SEND
-    except Exception as exc:  # refused, or failed for good: the gate stops under 'fail'
-        gate.answered(ok=False)
-        if isinstance(exc, CometAPIAuthError):  # no other request could succeed either
-            gate.stop()
-        return (yield Blocking(partial(job.failed, exc)))
-    gate.answered(ok=True)
-    result = yield Blocking(partial(job.finish, outcome))
-    if result.error is not None:
-        gate.commit_failed()
-    return result
-
-
-class ItemSteps:
-    """Iterate it for an item's steps; tell it each step's answer or error.
-
-    What both runners share of driving ``item_steps``: the result when the steps end, and,
-    when the runner itself is stopped, a gate that starts nothing more and nothing left staged.
-    """
-
-    def __init__(self, job: ItemJob, gate: OrderedGate) -> None:
-        self._job, self._gate = job, gate
-        self._steps = item_steps(job, gate)
-        self._answer: Any = None
-        self._error: Exception | None = None
-        self.result: ItemResult | None = None
-
-    def __iter__(self) -> ItemSteps:
-        return self
-
-    def __next__(self) -> Step:
-        answer, error = self._answer, self._error
-        self._answer, self._error = None, None
-        try:
-            return self._steps.throw(error) if error is not None else self._steps.send(answer)
-        except StopIteration as done:
-            self.result = done.value
-            raise StopIteration from None
-        except Exception as exc:  # a step failed that should not: this item fails, not the batch
-            self._gate.check_failed(self._job.position)
-            self._gate.leave(self._job.position)
-            self.result = self._job.failed(exc)
-            raise StopIteration from None
-
-    def answer(self, value: Any) -> None:
-        """The answer of the step just performed."""
-        self._answer = value
-
-    def fail(self, error: Exception) -> None:
-        """The error of the step just performed."""
-        self._error = error
-
-    def stopped(self) -> None:
-        """The runner is being stopped (a timeout, the task killed, the triggerer ending)."""
-        self._gate.stop()
-        self._job.abandon()
 
 
 def fingerprint(request: EditRequest, plan: ItemPlan) -> str:

@@ -13,9 +13,10 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.pipeline.gate import AsyncGate, OrderedGate, ThreadGate
-from airflow_provider_cometapi.pipeline.item import Blocking, ItemJob, ItemSteps, Step, Turn
+from airflow_provider_cometapi.pipeline.item import ItemJob
 from airflow_provider_cometapi.pipeline.plans import ItemPlan
 from airflow_provider_cometapi.pipeline.records import BatchProgress, ItemResult
+from airflow_provider_cometapi.pipeline.steps import Blocking, ItemSteps, Step, Turn
 from airflow_provider_cometapi.storage.probe import ProbedFolders
 
 if TYPE_CHECKING:
