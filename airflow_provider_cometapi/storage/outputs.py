@@ -178,14 +178,14 @@ class StagedOutputs:
         )
         final = storage_path(target, self.conn_id)
         staging = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.partial"
+        writer = _CheckedWriter(self._failed)
+        self._staged[slot] = (staging, final, writer)
         try:
             if _is_local(final):
                 final.parent.mkdir(parents=True, exist_ok=True)
-            handle = staging.open("wb")
+            writer.start(staging.open("wb"))
         except Exception as exc:
-            raise self._failed(exc) from exc
-        writer = _CheckedWriter(handle, self._failed)
-        self._staged[slot] = (staging, final, writer)
+            writer.give_up(exc)
         return writer
 
     @property
@@ -220,6 +220,8 @@ class StagedOutputs:
             for slot in sorted(self._staged):
                 staging, final, writer = self._staged[slot]
                 writer.close()
+                if writer.error is not None:  # a storage error while the answer streamed in
+                    raise writer.error
                 if self.replace or str(final) in replaceable:
                     final.fs.mv(staging.path, final.path)
                 else:
@@ -231,6 +233,8 @@ class StagedOutputs:
             self.discard()
             for final in moved:  # all or nothing: no output of a half-committed edit stays
                 _remove(final)
+            if isinstance(exc, CometAPIOutputError):
+                raise
             raise self._failed(exc) from exc
         return self.targets
 
@@ -322,34 +326,52 @@ def _remove(path: Any) -> None:
 
 
 class _CheckedWriter:
-    """A staged file's writer: storage errors surface as ``CometAPIOutputError``, and the
-    bytes written are counted and hashed on the way."""
+    """A staged file's writer: the bytes written are counted and hashed on the way.
 
-    def __init__(self, handle: Any, failed: Callable[[Exception], CometAPIOutputError]) -> None:
-        self._handle, self._failed = handle, failed
+    A storage error does not stop the response: the writer drops the staged file and only
+    counts what follows, so the edit's answer (its usage, its bill) is still read whole, and the
+    error is raised by ``commit``.
+    """
+
+    def __init__(self, failed: Callable[[Exception], CometAPIOutputError]) -> None:
+        self._handle: Any = None
+        self._failed = failed
         self.digest = hashlib.sha256()
         self.size = 0
+        self.error: CometAPIOutputError | None = None
 
-    def write(self, data: bytes) -> object:
-        try:
-            written = self._handle.write(data)
-        except Exception as exc:
-            raise self._failed(exc) from exc
+    def start(self, handle: Any) -> None:
+        """Write into ``handle`` (the opened staging file) from now on."""
+        self._handle = handle
+
+    def write(self, data: bytes) -> int:
         self.digest.update(data)
         self.size += len(data)
-        return written
+        if self.error is None:
+            try:
+                self._handle.write(data)
+            except Exception as exc:
+                self.give_up(exc)
+        return len(data)
 
     def close(self) -> None:
-        try:
-            self._handle.close()
-        except Exception as exc:
-            raise self._failed(exc) from exc
+        if self.error is None:
+            try:
+                self._handle.close()
+            except Exception as exc:
+                self.give_up(exc)
+
+    def give_up(self, exc: Exception) -> None:
+        """Keep ``exc`` for ``commit`` and drop the staged file; later bytes are only counted."""
+        self.error = self._failed(exc)
+        self.error.__cause__ = exc
+        self.abort()
 
     def abort(self) -> None:
         """Drop the write (s3fs abandons its multipart upload), then close anyway: a local
         file cannot discard and would keep its descriptor, and an s3fs file left open fails
         when collected. Best effort: the caller is already handling an error."""
-        for step in (getattr(self._handle, "discard", None), self._handle.close):
+        for step in (getattr(self._handle, "discard", None), getattr(self._handle, "close", None)):
             try:
                 if callable(step):
                     step()

@@ -312,3 +312,30 @@ def test_an_edit_paid_in_an_earlier_try_stays_in_usage_though_its_outputs_never_
     (kept,) = [name for name in files_in(out) if ".kept-" in name]
     logs = "".join(capfd.readouterr())
     assert f"its outputs are kept at file://{out}/{kept}" in logs
+
+
+def test_a_storage_error_while_the_answer_streams_still_reports_the_bill(
+    run_dag, s3, cometapi_emulator, latency_gate, capfd, accounts
+):
+    import threading
+
+    s3.create_bucket(Bucket="cometapi-vanishing")
+    cometapi_emulator.set_latency(1.0)  # held by the gate while the bucket goes away
+
+    def bucket_goes_away():
+        latency_gate.wait_for_pauses(1)  # probed and claimed; the edit is being paid for
+        for listed in s3.list_objects_v2(Bucket="cometapi-vanishing").get("Contents", []):
+            s3.delete_object(Bucket="cometapi-vanishing", Key=listed["Key"])
+        s3.delete_bucket(Bucket="cometapi-vanishing")
+        latency_gate.release()
+
+    vanishing = threading.Thread(target=bucket_goes_away)
+    vanishing.start()
+    outcome = run_dag(single("s3://s3_test@cometapi-vanishing/out"))
+    vanishing.join()
+
+    assert outcome.states() == {("edit", -1): "failed"}
+    assert "CometAPIOutputError" in "".join(capfd.readouterr())
+    usage = outcome.xcom("edit", "usage")  # the answer was read whole: its bill is known
+    assert (usage["requests"], usage["images"]) == (1, 1)
+    accounts.check(outcome)
