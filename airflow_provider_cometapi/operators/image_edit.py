@@ -289,6 +289,11 @@ class CometImageEditOperator(_CometImageEditBase):
         paying: without ``output_path`` the edit is sent only when ``size`` is ``WIDTHxHEIGHT``
         and ``n`` such images fit even uncompressed (4 bytes a pixel), or when this is
         ``None`` (no cap).
+    :param reuse_outputs: reuse outputs another task instance or an earlier run paid for, while
+        they match their manifest; ``False`` pays for a fresh edit (a retry still never pays
+        twice).
+    :param replace: overwrite objects already at the output names; otherwise such an object
+        fails the edit before anything is paid.
     :param deferrable: wait for the edit on the triggerer instead of holding a worker slot
         (needs ``output_path``); defaults to ``[cometapi] default_deferrable``.
     """
@@ -404,7 +409,8 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         object-storage prefix (``s3://bucket/inbox/``) or glob (``s3://bucket/inbox/*.png``).
         (templated)
     :param output_path: required; a folder (``…/``: files ``{stem}-{item}-{index}.{ext}``) or a
-        template where ``{map_index}`` is the item's position in the batch. (templated)
+        template using ``{item}``: each source's short id, from its stored location or its
+        content, never its position in the batch. (templated)
     :param max_concurrency: edits in flight at once.
     :param on_item_failure: ``fail`` stops starting new items after the first failure;
         ``continue`` edits every item. Either way every finished output is written and the task
