@@ -77,7 +77,9 @@ def _create(path: Any, body: bytes) -> None:
     """Write ``body`` where nothing is yet; ``FileExistsError`` if something is."""
     try:
         path.fs.pipe_file(path.path, body, mode="create")
-    except (TypeError, NotImplementedError):  # a storage without exclusive create
+    except FileExistsError:
+        raise
+    except Exception:  # no exclusive create here (an older fsspec or s3fs, another store)
         if path.exists():
             raise FileExistsError(str(path)) from None
         path.write_bytes(body)

@@ -124,6 +124,9 @@ class Deployment:
             if group_alive(process.pid):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(STOP_TIMEOUT)
+            killed = time.monotonic() + STOP_TIMEOUT  # the rest of the group is reaped by init
+            while group_alive(process.pid) and time.monotonic() < killed:
+                time.sleep(0.2)
             if process.stdout is not None:
                 process.stdout.close()
         for log in self._logs:

@@ -9,6 +9,7 @@ import pytest
 from airflow_provider_cometapi.samples import PAPER_BOAT
 from tests.e2e.deployment import Deployment, group_alive
 from tests.imaging import decode
+from tests.naming import batch_output
 from tests.settings import EXAMPLE_DAGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]  # the first test starts it all
@@ -52,7 +53,9 @@ def test_xcom_example_writes_its_token_report(deployment, out):
 
     assert deployment.wait_for_run(dag_id, run_id) == "success", deployment.log_tail()
     report = json.loads((out / "xcom-edit" / "tokens.json").read_text())
-    assert report["total_tokens"] == billed_usage(deployment, report["request_id"])["total_tokens"]
+    billed = billed_usage(deployment, report["request_id"])["total_tokens"]
+    assert report["paid"]["total_tokens"] == billed
+    assert report["reused"]["total_tokens"] == 0
     assert deployment.xcom(dag_id, run_id, "token_report", "return_value") == report
 
 
@@ -88,7 +91,10 @@ def test_deferrable_batch_runs_on_the_triggerer_and_schedules_the_report(deploym
     )
 
     assert deployment.wait_for_run(dag_id, run_id) == "success", deployment.log_tail()
-    outputs = [f"file://{out}/batch/a-0-0.png", f"file://{out}/batch/b-1-0.png"]
+    outputs = [
+        f"file://{out}/batch/{batch_output(name, f'file://{inbox}/{name}.png')}"
+        for name in ("a", "b")
+    ]
     assert deployment.xcom(dag_id, run_id, "edit_folder", "return_value") == outputs
     logs = deployment.task_logs(dag_id, run_id, "edit_folder")
     assert "Pausing task as DEFERRED" in logs["attempt=1.log"]
