@@ -17,7 +17,7 @@ from airflow_provider_cometapi.exceptions import CometAPIBatchError, CometAPIVal
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
@@ -113,11 +113,6 @@ class _CometImageEditBase(BaseOperator):
             extra_fields=self.extra_fields,
         ).checked()
 
-    def _scope(self, context: Context) -> TaskScope:
-        from airflow_provider_cometapi.pipeline.scope import TaskScope
-
-        return TaskScope.of(context, reuse_outputs=self.reuse_outputs, replace=self.replace)
-
     def _check_output_path(self, params: EditParams, *, mapped: bool, items: int = 1) -> str:
         from airflow_provider_cometapi.storage.outputs import check_output_path
 
@@ -158,11 +153,40 @@ class _CometImageEditBase(BaseOperator):
             item=item,
         )
 
+    def _edit(
+        self,
+        context: Context,
+        plans: list[ItemPlan],
+        params: EditParams,
+        *,
+        limit: int,
+        on_item_failure: str,
+    ) -> list[ItemResult]:
+        """Run the items on this worker, or defer them; edits an earlier try paid for but
+        could not deliver are delivered here, on the worker, which holds the ledger."""
+        from airflow_provider_cometapi.pipeline import ledger
+        from airflow_provider_cometapi.pipeline.scope import TaskScope
+
+        scope = TaskScope.of(context, reuse_outputs=self.reuse_outputs, replace=self.replace)
+        parked = ledger.parked(context)
+        if self.deferrable:
+            return self._defer(
+                context,
+                plans,
+                params,
+                scope,
+                parked,
+                limit=limit,
+                on_item_failure=on_item_failure,
+            )
+        return self._run(plans, params, scope, parked, limit=limit, on_item_failure=on_item_failure)
+
     def _run(
         self,
         plans: list[ItemPlan],
         params: EditParams,
         scope: TaskScope,
+        parked: Mapping[str, Any],
         *,
         limit: int,
         on_item_failure: str,
@@ -180,6 +204,7 @@ class _CometImageEditBase(BaseOperator):
             limit=limit,
             on_item_failure=on_item_failure,
             log=self.log,
+            parked=parked,
         )
 
     def _defer(
@@ -188,19 +213,23 @@ class _CometImageEditBase(BaseOperator):
         plans: list[ItemPlan],
         params: EditParams,
         scope: TaskScope,
+        parked: Mapping[str, Any],
         *,
         limit: int,
         on_item_failure: str,
     ) -> list[ItemResult]:
-        """Check every item here in order, stage in-memory inputs, and hand the edits to the
-        triggerer. Under ``fail`` the first item that fails its checks settles every item after
-        it as not started, as on the worker. Returns the results when none is left to defer."""
+        """Check every item here in order (delivering parked edits), stage in-memory inputs,
+        and hand the edits to the triggerer. Under ``fail`` the first item that fails its
+        checks settles every item after it as not started, as on the worker. Returns the
+        results when none is left to defer."""
         from airflow_provider_cometapi.pipeline.records import ItemResult
         from airflow_provider_cometapi.pipeline.runners import check_in_order
         from airflow_provider_cometapi.storage.staging import stage_inputs
         from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
 
-        work = check_in_order(plans, params, scope, on_item_failure=on_item_failure, log=self.log)
+        work = check_in_order(
+            plans, params, scope, on_item_failure=on_item_failure, log=self.log, parked=parked
+        )
         settled = [item for item in work if isinstance(item, ItemResult)]
         if len(settled) == len(work):
             return settled
@@ -317,11 +346,7 @@ class CometImageEditOperator(_CometImageEditBase):
         plan = self._plan(
             self._given_sources, self._mask_source, map_index=map_index, output_path=output_path
         )
-        scope = self._scope(context)
-        if self.deferrable:
-            (result,) = self._defer(context, [plan], params, scope, limit=1, on_item_failure="fail")
-        else:
-            (result,) = self._run([plan], params, scope, limit=1, on_item_failure="fail")
+        (result,) = self._edit(context, [plan], params, limit=1, on_item_failure="fail")
         return self._finish(context, result, params)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
@@ -332,7 +357,7 @@ class CometImageEditOperator(_CometImageEditBase):
     def _finish(self, context: Context, result: ItemResult, params: EditParams) -> list[str]:
         from airflow_provider_cometapi.pipeline import ledger
 
-        (result,) = ledger.settle(context, [result])
+        (result,) = ledger.settle(context, [result], self.log)
         if result.error:
             if result.paid or result.earlier:  # the bill stands though the outputs did not arrive
                 self._report(context, [result], params)
@@ -451,14 +476,13 @@ class CometImageEditBatchOperator(_CometImageEditBase):
             )
         params = self._edit_params()
         plans = self._plans(params, _map_index(context))
-        scope = self._scope(context)
-        limit, on_item_failure = self.max_concurrency, self.on_item_failure
-        if self.deferrable:
-            results = self._defer(
-                context, plans, params, scope, limit=limit, on_item_failure=on_item_failure
-            )
-        else:
-            results = self._run(plans, params, scope, limit=limit, on_item_failure=on_item_failure)
+        results = self._edit(
+            context,
+            plans,
+            params,
+            limit=self.max_concurrency,
+            on_item_failure=self.on_item_failure,
+        )
         return self._finish(context, results, params)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
@@ -507,7 +531,7 @@ class CometImageEditBatchOperator(_CometImageEditBase):
     def _finish(self, context: Context, results: list[ItemResult], params: EditParams) -> list[str]:
         from airflow_provider_cometapi.pipeline import ledger
 
-        results = ledger.settle(context, results)
+        results = ledger.settle(context, results, self.log)
         outputs = [uri for result in results for uri in result.outputs]
         context["ti"].xcom_push(key="items", value=[result.to_json() for result in results])
         self._report(context, results, params)

@@ -5,13 +5,14 @@ inputs, look for its earlier outputs, claim it, send it, commit its outputs, or 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.request import edit_request
-from airflow_provider_cometapi.api.results import EXTENSIONS
+from airflow_provider_cometapi.api.results import EXTENSIONS, EditOutcome, WrittenImage
 from airflow_provider_cometapi.exceptions import CometAPIOutputConflictError
 from airflow_provider_cometapi.pipeline.records import ItemResult
 from airflow_provider_cometapi.storage import claims, manifests
@@ -21,10 +22,9 @@ from airflow_provider_cometapi.storage.probe import ProbedFolders
 from airflow_provider_cometapi.storage.sources import read_all, source_stem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from airflow_provider_cometapi.api.request import EditParams, EditRequest
-    from airflow_provider_cometapi.api.results import EditOutcome
     from airflow_provider_cometapi.pipeline.plans import ItemPlan
     from airflow_provider_cometapi.pipeline.scope import TaskScope
 
@@ -35,6 +35,8 @@ class ItemJob:
 
     :param position: the item's place in the batch, for the request gate.
     :param probes: the batch's probes of its output folders (each folder probed once).
+    :param parked: edits earlier tries paid for but could not deliver, by fingerprint (see
+        ``pipeline/ledger.py``): such an item is delivered from them, not sent again.
     """
 
     def __init__(
@@ -45,10 +47,12 @@ class ItemJob:
         scope: TaskScope,
         log: Any,
         probes: ProbedFolders | None = None,
+        parked: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.position, self.plan, self.params, self.scope = position, plan, params, scope
         self.log = log
         self.probes = probes or ProbedFolders()
+        self.parked = parked or {}
         self.request: EditRequest | None = None
         self.sink: StagedOutputs | None = None
         self.key = ""
@@ -94,6 +98,8 @@ class ItemJob:
         targets = self.sink.targets_for([ext] * (self.params.n or 1))
         try:
             settled = self._look_up(say_why=True)
+            if settled is None and self.key in self.parked:
+                return self._deliver(self.parked[self.key])
             if settled is None:
                 for folder in sorted({target.rpartition("/")[0] + "/" for target in targets}):
                     self.probes.check(folder, self.sink.conn_id)
@@ -135,6 +141,26 @@ class ItemJob:
                 return settled
         self.claimed = True
         return None
+
+    def _deliver(self, parked: Mapping[str, Any]) -> ItemResult:
+        """Write the images an earlier try paid for but could not write: nothing is sent."""
+        assert self.sink is not None
+        self.log.info(
+            "Delivering the %d image(s) of %s paid for in an earlier try (request %s); "
+            "nothing paid now",
+            len(parked["images"]),
+            self.label,
+            parked["request_id"],
+        )
+        written = []
+        for slot, image in enumerate(parked["images"]):
+            data = base64.b64decode(image["b64"])
+            writer = self.sink.open_writer(slot, image["mime_type"])
+            writer.write(data)
+            writer.close()
+            written.append(WrittenImage(slot, image["mime_type"], len(data)))
+        outcome = EditOutcome(0, dict(parked["usage"]), parked["request_id"], written)
+        return self.finish(outcome)
 
     def _reuse(self, manifest: dict[str, Any], *, paid: bool) -> ItemResult:
         whose = "an earlier try of this task" if paid else "an earlier run"
@@ -199,10 +225,14 @@ class ItemJob:
         return result
 
     def failed(self, error: BaseException, outcome: EditOutcome | None = None) -> ItemResult:
-        """Leave nothing staged, log the failure, and record it (with its bill if paid)."""
+        """Leave nothing staged, log the failure, and record it: with its bill if the edit was
+        paid for, and then with its images unless another writer's conflict kept them."""
+        keep = outcome is not None and not isinstance(error, CometAPIOutputConflictError)
+        parked = self.sink.kept_images() if keep and self.sink is not None else []
         self.abandon()
         self.log.warning("Edit of %s failed: %s", self.label, error)
-        return self._known(ItemResult.failed(self.label, error, outcome))
+        result = self._known(ItemResult.failed(self.label, error, outcome))
+        return replace(result, parked=parked) if parked else result
 
     def _known(self, result: ItemResult) -> ItemResult:
         """The result with the edit's fingerprint, once the inputs were read."""

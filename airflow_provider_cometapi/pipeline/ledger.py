@@ -1,10 +1,18 @@
 """The ledger of what a task instance paid, over all its tries, in Airflow's ``task_state_store``.
 
 Manifests next to the outputs prove delivered edits to any task instance; the ledger keeps, for
-this task instance alone, every payment, including edits paid for whose outputs never arrived
-(a storage error after the answer), so that a later try still reports them in ``usage``. It lives
-in the task state store of AIP-103 (Airflow 3.3), which keeps small values for one task instance
-across its tries; without one (a bare ``execute()`` call) there is no ledger.
+this task instance alone:
+
+- every payment, including edits paid for whose outputs never arrived, so that a later try
+  still reports them in ``usage``;
+- the images of such an edit ("parked"), so that a later try delivers them instead of paying
+  again, and forgets them once delivered.
+
+It lives in the task state store of AIP-103 (Airflow 3.3), which keeps small values for one
+task instance across its tries (images are large: configure ``[workers] state_store_backend``
+to keep them in object storage rather than the metadata database). The triggerer cannot reach
+it, so the worker settles the ledger, after the run or on resuming from the trigger. Without a
+store (a bare ``execute()`` call) there is no ledger.
 """
 
 from __future__ import annotations
@@ -17,24 +25,48 @@ if TYPE_CHECKING:
 
     from airflow_provider_cometapi.pipeline.records import ItemResult
 
-KEY_PREFIX = "cometapi.paid."
+PAID = "cometapi.paid."
+PARKED = "cometapi.parked."
+PARKED_INDEX = "cometapi.parked"
+"""The fingerprints of the parked edits, so that a try reads one key to find them."""
 
 
-def settle(context: Context, results: list[ItemResult]) -> list[ItemResult]:
-    """Record this try's payments, and attach to each result the payments of earlier tries
-    for the same edit that it does not already stand for."""
-    store = context.get("task_state_store")
+def parked(context: Context) -> dict[str, dict[str, Any]]:
+    """The edits earlier tries paid for but could not deliver, by fingerprint:
+    ``{"request_id", "usage", "images": [{"mime_type", "b64"}, ...]}`` each."""
+    store: Any = context.get("task_state_store")
     if store is None:
-        return results
+        return {}
+    found = {key: store.get(PARKED + key) for key in store.get(PARKED_INDEX) or []}
+    return {key: entry for key, entry in found.items() if entry}
+
+
+def settle(context: Context, results: list[ItemResult], log: Any) -> list[ItemResult]:
+    """Record this try's payments and park the images it could not deliver; attach to each
+    result the payments of earlier tries for the same edit that it does not stand for."""
+    store: Any = context.get("task_state_store")
+    if store is None:
+        for result in results:
+            if result.parked:
+                log.warning(
+                    "No task state store: the paid images of %s are not kept", result.source
+                )
+        return [replace(result, parked=[]) for result in results]
     try_number = getattr(context["ti"], "try_number", 1)
-    return [_settle(store, result, try_number) for result in results]
+    index = list(store.get(PARKED_INDEX) or [])
+    settled = [_settle(store, result, try_number, index, log) for result in results]
+    if index != list(store.get(PARKED_INDEX) or []):
+        store.set(PARKED_INDEX, index)
+    return settled
 
 
-def _settle(store: Any, result: ItemResult, try_number: int) -> ItemResult:
-    if result.fingerprint is None:  # failed before its inputs were read: never paid
+def _settle(
+    store: Any, result: ItemResult, try_number: int, index: list[str], log: Any
+) -> ItemResult:
+    key = result.fingerprint
+    if key is None:  # failed before its inputs were read: never paid
         return result
-    key = KEY_PREFIX + result.fingerprint
-    payments: list[dict[str, Any]] = list(store.get(key) or [])
+    payments: list[dict[str, Any]] = list(store.get(PAID + key) or [])
     known = {payment["request_id"] for payment in payments}
     if result.paid and not result.reused and result.request_id not in known:
         payment = {
@@ -43,6 +75,19 @@ def _settle(store: Any, result: ItemResult, try_number: int) -> ItemResult:
             "images": result.images,
             "try_number": try_number,
         }
-        store.set(key, [*payments, payment])
+        store.set(PAID + key, [*payments, payment])
+    if result.parked:
+        entry = {"request_id": result.request_id, "usage": result.usage, "images": result.parked}
+        store.set(PARKED + key, entry)
+        index.extend([key] if key not in index else [])
+        log.warning(
+            "Kept the %d paid image(s) of %s in the task state store: a retry delivers them "
+            "without paying again",
+            len(result.parked),
+            result.source,
+        )
+    elif result.error is None and key in index:  # delivered now: forget the images
+        store.delete(PARKED + key)
+        index.remove(key)
     earlier = [payment for payment in payments if payment["request_id"] != result.request_id]
-    return replace(result, earlier=earlier) if earlier else result
+    return replace(result, earlier=earlier, parked=[])

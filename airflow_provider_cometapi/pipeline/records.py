@@ -38,6 +38,9 @@ class ItemResult:
     earlier: list[dict[str, Any]] = field(default_factory=list)
     """Payments for this edit in earlier tries of the task instance, beyond this record's own:
     ``{"request_id", "usage", "images", "try_number"}`` each (see ``pipeline/ledger.py``)."""
+    parked: list[dict[str, str]] = field(default_factory=list)
+    """The images of a paid edit whose outputs could not be written (``mime_type``, ``b64``),
+    on their way to the ledger, which keeps them for a later try; never pushed to XCom."""
     error: dict[str, Any] | None = None
     """``CometAPIError.to_dict()`` of what failed, or ``None``."""
     cause: BaseException | None = field(default=None, compare=False, repr=False)

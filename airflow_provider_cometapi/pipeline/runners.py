@@ -20,7 +20,7 @@ from airflow_provider_cometapi.pipeline.steps import Blocking, ItemSteps, Step, 
 from airflow_provider_cometapi.storage.probe import ProbedFolders
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Mapping
 
     from airflow_provider_cometapi.api.request import EditParams
     from airflow_provider_cometapi.hooks.cometapi import CometApiHook
@@ -32,19 +32,29 @@ Work = ItemPlan | ItemResult
 
 
 def check_in_order(
-    plans: list[ItemPlan], params: EditParams, scope: TaskScope, *, on_item_failure: str, log: Any
+    plans: list[ItemPlan],
+    params: EditParams,
+    scope: TaskScope,
+    *,
+    on_item_failure: str,
+    log: Any,
+    parked: Mapping[str, Any] | None = None,
 ) -> list[Work]:
     """Check the items in order on the worker before deferring, by the gate's rule: under
-    ``fail`` the first item that fails its checks settles every item after it as not started."""
+    ``fail`` the first item that fails its checks settles every item after it as not started.
+    An item an earlier try paid for but could not deliver is delivered here (see ``parked``)."""
     work: list[Work] = []
     stopped = False
     for position, plan in enumerate(plans):
         if stopped:
             work.append(ItemResult.not_started(plan.label))
             continue
-        failed = ItemJob(position, plan, params, scope, log).check()
-        work.append(failed or plan)
-        stopped = failed is not None and on_item_failure == "fail"
+        job = ItemJob(position, plan, params, scope, log, parked=parked)
+        settled = job.check()
+        if settled is None and job.key in job.parked:
+            settled = job.prepare()
+        work.append(settled or plan)
+        stopped = settled is not None and settled.error is not None and on_item_failure == "fail"
     return work
 
 
@@ -57,8 +67,12 @@ def run_in_threads(
     limit: int,
     on_item_failure: str,
     log: Any,
+    parked: Mapping[str, Any] | None = None,
 ) -> list[ItemResult]:
-    """Run the items on worker threads, each with its own HTTP session; results in order."""
+    """Run the items on worker threads, each with its own HTTP session; results in order.
+
+    :param parked: edits earlier tries paid for but could not deliver, delivered instead of sent.
+    """
     gate = ThreadGate(len(work), limit, stop_on_failure=on_item_failure == "fail")
     batch, probes = _Batch(work, gate, log), ProbedFolders()
     local, hooks = threading.local(), []
@@ -69,7 +83,7 @@ def run_in_threads(
         if not hasattr(local, "hook"):
             local.hook = hook.fork()
             hooks.append(local.hook)
-        job = ItemJob(position, plan, params, scope, log, probes)
+        job = ItemJob(position, plan, params, scope, log, probes, parked)
         steps = ItemSteps(job, gate)
         try:
             for step in steps:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import os
 import re
 import string
+import tempfile
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
 
 PLACEHOLDERS = frozenset({"stem", "index", "ext", "map_index", "item"})
+SPOOL_IN_MEMORY = 1 << 20
+"""Bytes of an output kept in memory by its local spool before the spool moves to disk."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -178,7 +182,7 @@ class StagedOutputs:
         )
         final = storage_path(target, self.conn_id)
         staging = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.partial"
-        writer = _CheckedWriter(self._failed)
+        writer = _CheckedWriter(self._failed, mime_type)
         self._staged[slot] = (staging, final, writer)
         try:
             if _is_local(final):
@@ -207,6 +211,11 @@ class StagedOutputs:
             for _, final, writer in (self._staged[slot] for slot in sorted(self._staged))
         ]
 
+    def kept_images(self) -> list[dict[str, str]]:
+        """Each output as streamed (``mime_type`` and base64 ``b64``), from the local spools,
+        in slot order: what a paid edit still has when storage failed it."""
+        return [writer.kept() for _, _, writer in (self._staged[s] for s in sorted(self._staged))]
+
     def commit(self, replaceable: Collection[str] = ()) -> list[str]:
         """Move every staged output into place; return the final URIs in slot order.
 
@@ -230,19 +239,22 @@ class StagedOutputs:
         except FileExistsError as exc:
             raise self._keep(moved, exc) from exc
         except Exception as exc:
-            self.discard()
+            self._remove_staged()  # the spools stay: kept_images() may still want them
             for final in moved:  # all or nothing: no output of a half-committed edit stays
                 _remove(final)
             if isinstance(exc, CometAPIOutputError):
                 raise
             raise self._failed(exc) from exc
+        for _, _, writer in self._staged.values():
+            writer.drop_spool()
         return self.targets
 
     def _keep(self, moved: list[Any], exc: FileExistsError) -> CometAPIOutputConflictError:
         """Another writer took a final name: keep every output of this edit beside it."""
         kept = []
         for slot in sorted(self._staged):
-            staging, final, _ = self._staged[slot]
+            staging, final, writer = self._staged[slot]
+            writer.drop_spool()  # kept in storage instead
             source = final if final in moved else staging
             place = final.parent / _kept_name(final.name, staging.name)
             try:
@@ -266,7 +278,13 @@ class StagedOutputs:
         )
 
     def discard(self) -> None:
-        """Abort open writes and remove every staged file (best effort)."""
+        """Abort open writes, remove every staged file and free the local copies (best
+        effort)."""
+        self._remove_staged()
+        for _, _, writer in self._staged.values():
+            writer.drop_spool()
+
+    def _remove_staged(self) -> None:
         for staging, _, writer in self._staged.values():
             writer.abort()
             _remove(staging)
@@ -326,19 +344,24 @@ def _remove(path: Any) -> None:
 
 
 class _CheckedWriter:
-    """A staged file's writer: the bytes written are counted and hashed on the way.
+    """A staged file's writer: the bytes written are counted, hashed and copied to a local
+    spool on the way.
 
-    A storage error does not stop the response: the writer drops the staged file and only
-    counts what follows, so the edit's answer (its usage, its bill) is still read whole, and the
-    error is raised by ``commit``.
+    A storage error does not stop the response: the writer drops the staged file and keeps only
+    the spool, so the edit's answer (its usage, its bill) is still read whole, its images are
+    still at hand, and the error is raised by ``commit``.
     """
 
-    def __init__(self, failed: Callable[[Exception], CometAPIOutputError]) -> None:
+    def __init__(self, failed: Callable[[Exception], CometAPIOutputError], mime_type: str) -> None:
         self._handle: Any = None
         self._failed = failed
+        self.mime_type = mime_type
         self.digest = hashlib.sha256()
         self.size = 0
         self.error: CometAPIOutputError | None = None
+        self._spool: Any = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - see drop_spool
+            max_size=SPOOL_IN_MEMORY
+        )
 
     def start(self, handle: Any) -> None:
         """Write into ``handle`` (the opened staging file) from now on."""
@@ -347,6 +370,8 @@ class _CheckedWriter:
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         self.size += len(data)
+        if self._spool is not None:
+            self._spool.write(data)
         if self.error is None:
             try:
                 self._handle.write(data)
@@ -360,6 +385,17 @@ class _CheckedWriter:
                 self._handle.close()
             except Exception as exc:
                 self.give_up(exc)
+
+    def kept(self) -> dict[str, str]:
+        """The output as spooled: its type and its bytes as base64."""
+        assert self._spool is not None
+        self._spool.seek(0)
+        return {"mime_type": self.mime_type, "b64": base64.b64encode(self._spool.read()).decode()}
+
+    def drop_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
     def give_up(self, exc: Exception) -> None:
         """Keep ``exc`` for ``commit`` and drop the staged file; later bytes are only counted."""

@@ -339,3 +339,65 @@ def test_a_storage_error_while_the_answer_streams_still_reports_the_bill(
     usage = outcome.xcom("edit", "usage")  # the answer was read whole: its bill is known
     assert (usage["requests"], usage["images"]) == (1, 1)
     accounts.check(outcome)
+
+
+BUCKET_RETURNS = """
+BUCKET = {bucket!r}
+
+def bucket_returns(context):  # between the tries: the storage is back
+    import json, os
+    from tests.s3 import client
+    endpoint = json.loads(os.environ["AIRFLOW_CONN_S3_TEST"])["extra"]["endpoint_url"]
+    client(endpoint).create_bucket(Bucket=BUCKET)
+"""
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferrable"])
+def test_a_paid_edit_that_storage_refused_is_delivered_by_the_retry_without_paying_again(
+    run_dag, s3, cometapi_emulator, latency_gate, capfd, accounts, deferrable
+):
+    import hashlib
+    import json
+    import threading
+
+    bucket = f"cometapi-comes-back-{'deferred' if deferrable else 'worker'}"  # each test its own
+    s3.create_bucket(Bucket=bucket)
+    cometapi_emulator.set_latency(1.0)  # held by the gate while the bucket goes away
+
+    def bucket_goes_away():
+        latency_gate.wait_for_pauses(1)
+        for listed in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=listed["Key"])
+        s3.delete_bucket(Bucket=bucket)
+        latency_gate.release()
+
+    vanishing = threading.Thread(target=bucket_goes_away)
+    vanishing.start()
+    task = (
+        single(
+            f"s3://s3_test@{bucket}/out",
+            deferrable=deferrable,
+            retries=1,
+        )[:-1]
+        + ", retry_delay=__import__('datetime').timedelta(0), on_retry_callback=bucket_returns)"
+    )
+    outcome = run_dag(BUCKET_RETURNS.format(bucket=bucket) + task)
+    vanishing.join()
+
+    assert outcome.state == "success"
+    assert len(cometapi_emulator.requests) == len(cometapi_emulator.billed) == 1  # paid once
+    logs = "".join(capfd.readouterr())
+    assert "Kept the 1 paid image(s)" in logs
+    assert "Delivering the 1 image(s)" in logs
+    (uri,) = outcome.xcom("edit")
+    key = uri.split(f"{bucket}/", 1)[1]
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    manifests = s3.list_objects_v2(Bucket=bucket, Prefix="out/.cometapi-manifests/")
+    (manifest,) = [
+        json.loads(s3.get_object(Bucket=bucket, Key=m["Key"])["Body"].read())
+        for m in manifests["Contents"]
+    ]
+    assert manifest["files"][0]["sha256"] == hashlib.sha256(body).hexdigest()
+    usage = outcome.xcom("edit", "usage")
+    assert (usage["requests"], usage["images"]) == (1, 1)  # the one payment, counted once
+    accounts.check(outcome)
