@@ -48,7 +48,8 @@ def child() -> None:
     import asyncio
 
     from airflow_provider_cometapi.api.request import EditParams
-    from airflow_provider_cometapi.pipeline.plans import ItemPlan
+    from airflow_provider_cometapi.pipeline.plans import ItemPlan, item_id
+    from airflow_provider_cometapi.pipeline.scope import TaskScope
     from airflow_provider_cometapi.storage.sources import StoredSource
     from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
 
@@ -64,14 +65,19 @@ def child() -> None:
                     mask=None,
                     output_path=output,
                     output_conn_id=None,
-                    map_index=slot,
+                    map_index=-1,
                     label=str(path),
+                    item=item_id([StoredSource(str(path))]),
                 ).to_json()
             }
-            for slot, path in enumerate(sources[:count])
+            for path in sources[:count]
         ]
         return CometImageEditTrigger(
-            items=items, params=params, cometapi_conn_id="cometapi_default", max_concurrency=count
+            items=items,
+            params=params,
+            scope=TaskScope("bench", "bench", "bench_deferred", -1, 1).to_json(),
+            cometapi_conn_id="cometapi_default",
+            max_concurrency=count,
         )
 
     async def fire(run: CometImageEditTrigger) -> list[dict]:
