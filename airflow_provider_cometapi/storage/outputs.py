@@ -135,7 +135,9 @@ class StagedOutputs:
 
     Nothing reaches a final path until every output is complete: ``discard()`` (or a failed
     ``commit()``) removes what was staged, so no partial file is ever left behind. Each
-    output's size and sha256 are taken while it streams, for the manifest.
+    output's size and sha256 are taken while it streams, for the manifest, and a local spool
+    keeps a copy until the commit, so that a paid edit still has its images when storage fails
+    it (``kept_images``).
 
     :param item: the batch item's short id, part of its output names.
     :param replace: overwrite whatever the final names hold; otherwise ``commit`` never
