@@ -41,16 +41,20 @@ def take(
     body = json.dumps({"owner": dict(owner), "expires_at": now() + CLAIM_SECONDS}).encode()
     if path.protocol in ("", "file", "local"):
         path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        _create(path, body)
+    for _ in range(3):  # a claim released between the create and the read: create again
+        try:
+            _create(path, body)
+            return None
+        except FileExistsError:
+            pass
+        held = _read(path)
+        if held is None:
+            continue
+        if held["expires_at"] > now() and not ours(held["owner"]):
+            return held
+        path.write_bytes(body)  # expired, or ours from an earlier try: taken over
         return None
-    except FileExistsError:
-        pass
-    held = _read(path)
-    if held is not None and held["expires_at"] > now() and not ours(held["owner"]):
-        return held
-    path.write_bytes(body)  # expired, released meanwhile, or ours from an earlier try
-    return None
+    return {"owner": {"unknown": str(path)}, "expires_at": now() + POLL_SECONDS}  # look again
 
 
 def release(sink: StagedOutputs, fingerprint: str) -> None:

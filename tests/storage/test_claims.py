@@ -1,0 +1,63 @@
+"""Claims on real storage: created exclusively, held while live, taken over when expired or own."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from airflow_provider_cometapi.storage import claims
+from airflow_provider_cometapi.storage.outputs import StagedOutputs
+
+FINGERPRINT = "f" * 64
+FIRST = {"dag_id": "d", "run_id": "r1", "task_id": "t", "map_index": -1, "try_number": 1}
+SECOND = {**FIRST, "run_id": "r2"}
+
+
+def owned_by(owner):
+    """``ours`` for a claimant: the same DAG, run, task and map index, whatever the try."""
+    keys = ("dag_id", "run_id", "task_id", "map_index")
+    return lambda held: all(held.get(key) == owner[key] for key in keys)
+
+
+@pytest.fixture(params=["local", "s3"])
+def sink(request, tmp_path):
+    if request.param == "local":
+        return StagedOutputs(f"{tmp_path}/out/", stem="boat", map_index=-1, conn_id=None)
+    s3 = request.getfixturevalue("s3")
+    bucket = f"cometapi-claims-{uuid.uuid4().hex[:12]}"  # nothing left by another test
+    s3.create_bucket(Bucket=bucket)
+    folder = f"s3://s3_test@{bucket}/out/"
+    return StagedOutputs(folder, stem="boat", map_index=-1, conn_id=None)
+
+
+def test_a_live_claim_is_held_against_another_task_instance(sink):
+    assert claims.take(sink, FINGERPRINT, FIRST, owned_by(FIRST)) is None
+
+    held = claims.take(sink, FINGERPRINT, SECOND, owned_by(SECOND))
+
+    assert held is not None
+    assert held["owner"] == FIRST
+
+
+def test_a_retry_takes_its_own_claim_over(sink):
+    claims.take(sink, FINGERPRINT, FIRST, owned_by(FIRST))
+
+    assert claims.take(sink, FINGERPRINT, {**FIRST, "try_number": 2}, owned_by(FIRST)) is None
+
+
+def test_an_expired_claim_is_taken_over(sink, monkeypatch):
+    claims.take(sink, FINGERPRINT, FIRST, owned_by(FIRST))
+    later = claims.now() + claims.CLAIM_SECONDS + 1
+    monkeypatch.setattr(claims, "now", lambda: later)
+
+    assert claims.take(sink, FINGERPRINT, SECOND, owned_by(SECOND)) is None
+    monkeypatch.undo()
+    assert claims.take(sink, FINGERPRINT, FIRST, owned_by(FIRST))["owner"] == SECOND
+
+
+def test_a_released_claim_is_free(sink):
+    claims.take(sink, FINGERPRINT, FIRST, owned_by(FIRST))
+    claims.release(sink, FINGERPRINT)
+
+    assert claims.take(sink, FINGERPRINT, SECOND, owned_by(SECOND)) is None
