@@ -24,6 +24,9 @@ CLAIM_SECONDS = 15 * 60
 """How long a claim holds without its holder finishing: longer than one edit takes."""
 POLL_SECONDS = 2.0
 """How often a task instance waiting on another's claim looks for its manifest."""
+UNREADABLE_SECONDS = 10.0
+"""A claim still unreadable this long after it was written was left half-written by a writer
+that died (a claim is a few hundred bytes): it is taken over."""
 
 
 def take(
@@ -49,12 +52,16 @@ def take(
             pass
         held = _read(path)
         if held is None:
-            continue
-        if held["expires_at"] > now() and not ours(held["owner"]):
+            age = _age(path)
+            if age is None:  # released meanwhile
+                continue
+            if age < UNREADABLE_SECONDS:  # being written this moment: look again soon
+                return {"owner": {"unknown": str(path)}, "expires_at": now() + POLL_SECONDS}
+        elif held["expires_at"] > now() and not ours(held["owner"]):
             return held
-        path.write_bytes(body)  # expired, or ours from an earlier try: taken over
+        path.write_bytes(body)  # expired, ours from an earlier try, or left half-written
         return None
-    return {"owner": {"unknown": str(path)}, "expires_at": now() + POLL_SECONDS}  # look again
+    return {"owner": {"unknown": str(path)}, "expires_at": now() + POLL_SECONDS}
 
 
 def release(sink: StagedOutputs, fingerprint: str) -> None:
@@ -87,6 +94,14 @@ def _create(path: Any, body: bytes) -> None:
         if path.exists():
             raise FileExistsError(str(path)) from None
         path.write_bytes(body)
+
+
+def _age(path: Any) -> float | None:
+    """Seconds since the claim at ``path`` was written, or ``None`` if it is gone."""
+    try:
+        return now() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def _read(path: Any) -> dict[str, Any] | None:

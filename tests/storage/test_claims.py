@@ -61,3 +61,22 @@ def test_a_released_claim_is_free(sink):
     claims.release(sink, FINGERPRINT)
 
     assert claims.take(sink, FINGERPRINT, SECOND, owned_by(SECOND)) is None
+
+
+def test_a_claim_left_half_written_by_a_killed_writer_is_taken_over(tmp_path):
+    import os
+
+    sink = StagedOutputs(f"{tmp_path}/out/", stem="boat", map_index=-1, conn_id=None)
+    folder = tmp_path / "out" / claims.CLAIM_FOLDER
+    folder.mkdir(parents=True)
+    empty = folder / f"{FINGERPRINT}.json"
+    empty.write_bytes(b"")  # created exclusively, then the writer was killed
+
+    held = claims.take(sink, FINGERPRINT, SECOND, owned_by(SECOND))
+    assert held is not None  # it may still be being written: look again
+    assert "unknown" in held["owner"]
+
+    old = claims.now() - claims.UNREADABLE_SECONDS - 1
+    os.utime(empty, (old, old))
+    assert claims.take(sink, FINGERPRINT, SECOND, owned_by(SECOND)) is None
+    assert claims.take(sink, FINGERPRINT, FIRST, owned_by(FIRST))["owner"] == SECOND
