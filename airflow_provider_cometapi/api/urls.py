@@ -55,6 +55,19 @@ def check_download_url(
     )
 
 
+def too_many_redirects(
+    settings: CometApiSettings, *, output_url: str, label: str, request_id: str | None = None
+) -> CometAPIBadResponseError:
+    """The error for a download that kept redirecting past ``MAX_REDIRECTS`` hops."""
+    return refused_download(
+        f"redirects more than {MAX_REDIRECTS} times.",
+        settings,
+        output_url=output_url,
+        label=label,
+        request_id=request_id,
+    )
+
+
 def refused_download(
     problem: str,
     settings: CometApiSettings,

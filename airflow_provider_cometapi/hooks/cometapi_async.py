@@ -19,7 +19,7 @@ from airflow_provider_cometapi.api.urls import (
     accepted,
     check_download_url,
     redirect_target,
-    refused_download,
+    too_many_redirects,
 )
 from airflow_provider_cometapi.api.wire import (
     CHUNK_BYTES,
@@ -146,12 +146,8 @@ class AsyncCometApiClient:
             await response.aclose()
             url = target
         else:
-            raise refused_download(
-                f"redirects more than {MAX_REDIRECTS} times.",
-                self.settings,
-                output_url=item.url,
-                label=what,
-                request_id=request_id,
+            raise too_many_redirects(
+                self.settings, output_url=item.url, label=what, request_id=request_id
             )
         copy = DownloadCopy(sink, slot, f"the download of {what}", request_id, MAX_DOWNLOAD_BYTES)
         await self._pump(response, copy.feed)
