@@ -124,6 +124,14 @@ class CometAPIBatchError(CometAPIError):
     """One or more items of a batch failed; the others' outputs were written."""
 
 
+class CometAPIRowsError(CometAPIValidationError):
+    """Rows of a batch's ``sources`` have bad fields (each named by its line); nothing was sent."""
+
+
+class CometAPIBudgetError(CometAPIError):
+    """A batch stopped starting items at its token or cost budget; what was paid is reported."""
+
+
 def error_class_for_status(status: int) -> type[CometAPIError]:
     """Map an HTTP error status to the class a caller should catch."""
     if status in (401, 403):
