@@ -1,0 +1,512 @@
+"""Budgets: stop starting items before what was paid, and what is in flight, passes a limit.
+
+The rule (``Budget.admits``), for each limit set (``max_total_tokens``, ``max_cost``): one more
+request may start while
+
+    paid + (requests in flight + 1) × (mean paid per edit so far) <= limit.
+
+Before any edit is paid the mean is 0, so the first requests always start: the overshoot is
+bounded by the requests in flight. A paid edit whose tokens (or cost) are unknown makes that
+limit unjudgeable, and an unjudgeable limit counts as reached.
+
+A run-wide budget (``SharedBudget``) judges the same rule over every task instance of one DAG
+run, through a ``RunLedger``: one small JSON record per task instance next to the outputs,
+which only that task instance writes and every one reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cometapi.exceptions import CometAPIBudgetError, CometAPIValidationError
+from airflow_provider_cometapi.pipeline.pricing import (
+    CONFIG_WHERE,
+    EXTRA_WHERE,
+    money,
+    token_count,
+)
+from airflow_provider_cometapi.storage.outputs import safe_stem
+from airflow_provider_cometapi.storage.paths import storage_path
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+BUDGET_FOLDER = ".cometapi-budget"
+REREAD_SECONDS = 1.0
+"""A shared budget reads the other task instances' records at most this often."""
+log = logging.getLogger(__name__)
+_now = time.monotonic
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Spending:
+    """What some paid edits cost; ``edits_without_*`` count those whose tokens or cost are unknown
+    (their share is missing from ``total_tokens`` or ``cost``)."""
+
+    edits: int = 0
+    total_tokens: int = 0
+    cost: Decimal = _ZERO
+    edits_without_tokens: int = 0
+    edits_without_cost: int = 0
+
+    @classmethod
+    def of_edit(cls, usage: Mapping[str, Any], cost: Decimal | None) -> Spending:
+        """One paid edit: ``usage["total_tokens"]``, else input plus output tokens."""
+        tokens = token_count(usage, "total_tokens")
+        if tokens is None:
+            parts = [token_count(usage, key) for key in ("input_tokens", "output_tokens")]
+            tokens = None if None in parts else sum(part or 0 for part in parts)
+        return cls(
+            edits=1,
+            total_tokens=tokens or 0,
+            cost=cost if cost is not None else _ZERO,
+            edits_without_tokens=int(tokens is None),
+            edits_without_cost=int(cost is None),
+        )
+
+    def __add__(self, other: Spending) -> Spending:
+        return Spending(
+            self.edits + other.edits,
+            self.total_tokens + other.total_tokens,
+            self.cost + other.cost,
+            self.edits_without_tokens + other.edits_without_tokens,
+            self.edits_without_cost + other.edits_without_cost,
+        )
+
+    def cost_unknown(self) -> Spending:
+        """The same spending with its cost unknown (priced in another currency)."""
+        return replace(self, cost=_ZERO, edits_without_cost=self.edits)
+
+    def to_json(self) -> dict[str, Any]:
+        """The spending as JSON (the cost as exact decimal text)."""
+        return {
+            "edits": self.edits,
+            "total_tokens": self.total_tokens,
+            "cost": str(self.cost),
+            "edits_without_tokens": self.edits_without_tokens,
+            "edits_without_cost": self.edits_without_cost,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Spending:
+        """The spending ``to_json`` gave; ``ValueError`` if it is not one."""
+        counts = ("edits", "total_tokens", "edits_without_tokens", "edits_without_cost")
+        return cls(
+            **{key: _natural(data, key) for key in counts},
+            cost=_amount(data.get("cost")),
+        )
+
+
+class Budget:
+    """``max_total_tokens`` and/or ``max_cost`` for one task instance, by the rule above.
+
+    Thread-safe, and usable from one event loop too: it never blocks on I/O.
+
+    :param max_total_tokens: a whole number greater than 0, or ``None`` (text as from a template
+        is read as a number).
+    :param max_cost: an amount greater than 0 in ``currency``, or ``None``.
+    :param currency: the pricing table's currency; ``None`` without one (then no ``max_cost``).
+    """
+
+    scope = "This task instance"
+    """Whose spending the budget judges, for messages."""
+    _same_currency = ""
+
+    def __init__(
+        self,
+        *,
+        max_total_tokens: int | str | None,
+        max_cost: Decimal | float | str | None,
+        currency: str | None,
+    ) -> None:
+        self.max_total_tokens = _token_limit(max_total_tokens)
+        self.max_cost = _cost_limit(max_cost, currency)
+        self.currency = currency
+        self._lock = threading.Lock()
+        self._own = Spending()
+
+    def paid(self, usage: Mapping[str, Any], cost: Decimal | None) -> None:
+        """Count one paid edit: its usage and its cost (``None`` when it could not be priced)."""
+        edit = Spending.of_edit(usage, cost)
+        with self._lock:
+            self._own += edit
+
+    def admits(self, in_flight: int) -> bool:
+        """Whether one more request may start, with ``in_flight`` of this task instance's
+        requests unanswered: the rule above, for every limit."""
+        with self._lock:
+            spending, elsewhere = self._judged()
+        starts = in_flight + elsewhere + 1
+        return all(limit.passes(starts) for limit in self._limits(spending))
+
+    def spent(self) -> dict[str, Any]:
+        """What was paid, as JSON: ``paid_edits``, ``total_tokens`` (when every paid edit had
+        them), ``cost`` (when every paid edit had one) and ``currency``."""
+        with self._lock:
+            spending, _ = self._judged()
+        report: dict[str, Any] = {"paid_edits": spending.edits}
+        if not spending.edits_without_tokens:
+            report["total_tokens"] = spending.total_tokens
+        if self.currency is not None:
+            if not spending.edits_without_cost:
+                report["cost"] = money(spending.cost)
+            report["currency"] = self.currency
+        return report
+
+    def error(self, not_started: int) -> CometAPIBudgetError | None:
+        """The error to report after the run: ``None`` while every limit is known to hold and no
+        item was refused; else one naming the limits, what was spent and what was not started.
+
+        :param not_started: items the budget refused to start.
+        """
+        with self._lock:
+            spending, _ = self._judged()
+        limits = self._limits(spending)
+        broken = [limit for limit in limits if limit.unknown or limit.paid > limit.limit]
+        if not not_started and not broken:
+            return None
+        named = broken or [limit for limit in limits if not limit.passes(1)] or limits
+        unknown = [limit for limit in named if limit.unknown]
+        verdict = "cannot be judged" if unknown else "was reached"
+        items = "1 item was" if not_started == 1 else f"{not_started} items were"
+        reasons = "".join(f" {limit.why_unknown}" for limit in unknown)
+        return CometAPIBudgetError(
+            f"Budget {', '.join(limit.label for limit in named)} {verdict}.{reasons} "
+            f"{self.scope} spent {self._described(spending)}; {items} not started."
+        )
+
+    def _judged(self) -> tuple[Spending, int]:
+        """What the budget judges: the spending, and requests in flight elsewhere (under the
+        lock)."""
+        return self._own, 0
+
+    def _limits(self, spending: Spending) -> list[_Limit]:
+        limits = []
+        if self.max_total_tokens is not None:
+            limits.append(
+                _Limit(
+                    label=f"max_total_tokens={self.max_total_tokens}",
+                    limit=Decimal(self.max_total_tokens),
+                    paid=Decimal(spending.total_tokens),
+                    edits=spending.edits,
+                    unknown=spending.edits_without_tokens,
+                    why_unknown=f"{_edits(spending.edits_without_tokens).capitalize()} reported "
+                    "no total_tokens (nor input_tokens and output_tokens).",
+                )
+            )
+        if self.max_cost is not None:
+            limits.append(
+                _Limit(
+                    label=f"max_cost={self.max_cost} {self.currency}",
+                    limit=self.max_cost,
+                    paid=spending.cost,
+                    edits=spending.edits,
+                    unknown=spending.edits_without_cost,
+                    why_unknown=f"The cost of {_edits(spending.edits_without_cost)} was unknown: "
+                    f"set a price for the model in the {EXTRA_WHERE} or {CONFIG_WHERE}, "
+                    f"with a rate for each token count its usage reports{self._same_currency}.",
+                )
+            )
+        return limits
+
+    def _described(self, spending: Spending) -> str:
+        tokens = f"{spending.total_tokens} total tokens"
+        if spending.edits_without_tokens:
+            tokens = f"at least {tokens}"
+        parts = [tokens]
+        if self.currency is not None:
+            cost = f"{money(spending.cost)} {self.currency}"
+            parts.insert(0, f"at least {cost}" if spending.edits_without_cost else cost)
+        return f"{' and '.join(parts)} on {_edits(spending.edits)}"
+
+
+@dataclass(frozen=True)
+class _Limit:
+    """One limit and what was paid against it."""
+
+    label: str
+    limit: Decimal
+    paid: Decimal
+    edits: int
+    unknown: int
+    why_unknown: str
+
+    def passes(self, starts: int) -> bool:
+        """``paid + starts × paid / edits <= limit``, exactly; never while a count is unknown."""
+        if self.unknown:
+            return False
+        return self.paid * (self.edits + starts) <= self.limit * self.edits
+
+
+@dataclass(frozen=True)
+class BudgetRecord:
+    """One task instance's record in a ``RunLedger``: what it paid over all its tries, and how
+    many of its requests were in flight when it wrote the record."""
+
+    task_id: str
+    map_index: int
+    try_number: int
+    currency: str | None
+    in_flight: int
+    spending: Spending = field(default_factory=Spending)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON."""
+        return {
+            "task_id": self.task_id,
+            "map_index": self.map_index,
+            "try_number": self.try_number,
+            "currency": self.currency,
+            "in_flight": self.in_flight,
+            **self.spending.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> BudgetRecord:
+        """The record ``to_json`` gave; ``ValueError`` if it is not one."""
+        if not isinstance(data, dict):
+            raise ValueError("a budget record is a JSON object")
+        task_id, currency = data.get("task_id"), data.get("currency")
+        if not isinstance(task_id, str) or not isinstance(currency, str | None):
+            raise ValueError("task_id and currency must be text")
+        map_index = data.get("map_index")
+        if isinstance(map_index, bool) or not isinstance(map_index, int):
+            raise ValueError("map_index must be a whole number")
+        return cls(
+            task_id=task_id,
+            map_index=map_index,
+            try_number=_natural(data, "try_number"),
+            currency=currency,
+            in_flight=_natural(data, "in_flight"),
+            spending=Spending.from_json(data),
+        )
+
+
+class RunLedger:
+    """The budget records of one DAG run's task instances, in storage next to the outputs:
+    ``<folder>.cometapi-budget/<dag_id>/<run_id>/<task_id>-<map_index>.json``.
+
+    Every method does blocking storage I/O. A record is written whole (staged and renamed on a
+    local disk; one put on an object store), so a reader never sees half of one.
+
+    :param folder: the output folder (ending with ``/``), the same for every task instance
+        that shares the budget.
+    """
+
+    def __init__(self, folder: str, conn_id: str | None, *, dag_id: str, run_id: str) -> None:
+        folder = folder if folder.endswith("/") else folder + "/"
+        self.location = f"{folder}{BUDGET_FOLDER}/{safe_stem(dag_id)}/{safe_stem(run_id)}/"
+        self.conn_id = conn_id
+
+    def write(self, record: BudgetRecord) -> None:
+        """Write (or rewrite) a task instance's record."""
+        path = self._record_path(record.task_id, record.map_index)
+        body = json.dumps(record.to_json(), sort_keys=True).encode()
+        if path.protocol not in ("", "file", "local"):
+            path.write_bytes(body)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.partial"
+        try:
+            staging.write_bytes(body)
+            path.fs.mv(staging.path, path.path)
+        finally:
+            if staging.exists():
+                staging.unlink()
+
+    def read(self, task_id: str, map_index: int) -> BudgetRecord | None:
+        """A task instance's record, or ``None`` if it has none (or an unreadable one)."""
+        path = self._record_path(task_id, map_index)
+        return self._load(path.fs, path.path)
+
+    def records(self) -> list[BudgetRecord]:
+        """Every readable record of the run; unreadable ones are skipped with a warning."""
+        fs, folder = self._folder.fs, self._folder.path
+        fs.invalidate_cache(folder)  # object stores cache listings; others write meanwhile
+        try:
+            names = fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in sorted(names):
+            base = name.rstrip("/").rpartition("/")[2]
+            if base.endswith(".json") and not base.startswith("."):
+                record = self._load(fs, name)
+                if record is not None:
+                    found.append(record)
+        return found
+
+    @cached_property
+    def _folder(self) -> Any:
+        return storage_path(self.location, self.conn_id)
+
+    def _record_path(self, task_id: str, map_index: int) -> Any:
+        return storage_path(f"{self.location}{safe_stem(task_id)}-{map_index}.json", self.conn_id)
+
+    @staticmethod
+    def _load(fs: Any, path: str) -> BudgetRecord | None:
+        try:
+            return BudgetRecord.from_json(json.loads(fs.cat_file(path)))
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            log.warning("Skipping the budget record %s: it cannot be read (%s)", path, exc)
+            return None
+
+
+class SharedBudget(Budget):
+    """A budget shared by every task instance of one DAG run, through its ``RunLedger``.
+
+    ``admits`` judges this task instance's spending (over all its tries), the others' as last
+    read, and everyone's requests in flight, without I/O; ``refresh`` does the I/O. ``spent``
+    and ``error`` report the run's spending as last read. A task
+    instance's requests stay counted in flight until it rewrites its record (a killed one's,
+    until its retry does): the budget errs towards starting less.
+
+    :param try_number: spending recorded by this task instance's earlier tries, or by an
+        earlier process of this try (before a deferral, or a restarted trigger), is kept.
+    """
+
+    scope = "The task instances of this DAG run"
+    _same_currency = " (every task instance sharing the budget must price in one currency)"
+
+    def __init__(
+        self,
+        ledger: RunLedger,
+        *,
+        task_id: str,
+        map_index: int,
+        try_number: int,
+        max_total_tokens: int | str | None,
+        max_cost: Decimal | float | str | None,
+        currency: str | None,
+    ) -> None:
+        super().__init__(max_total_tokens=max_total_tokens, max_cost=max_cost, currency=currency)
+        self._ledger = ledger
+        self._task = (task_id, map_index)
+        self._try_number = try_number
+        self._io = threading.Lock()
+        self._earlier: Spending | None = None  # read from storage on the first publish
+        self._others = Spending()
+        self._others_in_flight = 0
+        self._read_at: float | None = None
+
+    def refresh(self, in_flight: int) -> None:
+        """Publish this task instance's record, then read the others' (unless read less than
+        ``REREAD_SECONDS`` ago). Blocking storage I/O: call it from a worker thread before an
+        item's turn.
+
+        :param in_flight: this task instance's requests in flight now.
+        """
+        with self._io:
+            self._publish(in_flight)
+            if self._read_at is not None and _now() - self._read_at < REREAD_SECONDS:
+                return
+            others, flying = Spending(), 0
+            for record in self._ledger.records():
+                if (record.task_id, record.map_index) == self._task:
+                    continue
+                same = record.currency == self.currency
+                others += record.spending if same else record.spending.cost_unknown()
+                flying += record.in_flight
+            with self._lock:
+                self._others, self._others_in_flight = others, flying
+            self._read_at = _now()
+
+    def publish(self, in_flight: int) -> None:
+        """Write this task instance's record (blocking storage I/O); call it with 0 when the
+        task instance ends, so that no request of it stays counted in flight."""
+        with self._io:
+            self._publish(in_flight)
+
+    def _publish(self, in_flight: int) -> None:
+        if self._earlier is None:
+            earlier = self._ledger.read(*self._task)
+            kept = earlier is not None and earlier.try_number <= self._try_number
+            with self._lock:
+                self._earlier = earlier.spending if earlier is not None and kept else Spending()
+        with self._lock:
+            spending = self._earlier + self._own
+        task_id, map_index = self._task
+        self._ledger.write(
+            BudgetRecord(
+                task_id=task_id,
+                map_index=map_index,
+                try_number=self._try_number,
+                currency=self.currency,
+                in_flight=in_flight,
+                spending=spending,
+            )
+        )
+
+    def _judged(self) -> tuple[Spending, int]:
+        earlier = self._earlier or Spending()
+        return earlier + self._own + self._others, self._others_in_flight
+
+
+def _token_limit(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise CometAPIValidationError(
+            f"max_total_tokens is {value!r}: set it to a whole number greater than 0, or None "
+            "for no token budget.",
+            param="max_total_tokens",
+        )
+    return int(text)
+
+
+def _cost_limit(value: Any, currency: str | None) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    amount = None if isinstance(value, bool) else _decimal(value)
+    if amount is None or not amount > 0:
+        raise CometAPIValidationError(
+            f"max_cost is {value!r}: set it to an amount greater than 0, or None for no cost "
+            "budget.",
+            param="max_cost",
+        )
+    if currency is None:
+        raise CometAPIValidationError(
+            f"max_cost is set but no prices are: set a pricing table in the {EXTRA_WHERE} or "
+            f"{CONFIG_WHERE}, with a price for each model the task uses.",
+            param="max_cost",
+        )
+    return amount
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A finite ``Decimal`` from a number or its text, or ``None``."""
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _natural(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key} must be a whole number, 0 or more")
+    return value
+
+
+def _amount(value: Any) -> Decimal:
+    amount = _decimal(value) if isinstance(value, str) else None
+    if amount is None or amount < 0:
+        raise ValueError("cost must be an amount, 0 or more, as text")
+    return amount
+
+
+def _edits(count: int) -> str:
+    return "1 paid edit" if count == 1 else f"{count} paid edits"
