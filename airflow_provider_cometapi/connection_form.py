@@ -41,6 +41,13 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "A retried edit after a read timeout may be billed twice.",
         "schema": {"type": ["boolean", "null"], "default": False},
     },
+    "pricing": {
+        "label": "Pricing (JSON)",
+        "description": 'Your prices, e.g. {"currency": "USD", "models": {"gpt-image-2": '
+        '{"input_text_per_1m": 5, "input_image_per_1m": 8, "output_per_1m": 30}}}: '
+        "then usage reports cost, and max_cost budgets work.",
+        "schema": {"type": ["string", "null"]},
+    },
 }
 
 

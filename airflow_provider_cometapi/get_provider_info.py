@@ -50,7 +50,18 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "boolean",
                         "example": "True",
                         "default": "False",
-                    }
+                    },
+                    "pricing": {
+                        "description": "Your prices, as JSON: a currency and, per model, "
+                        "input_text_per_1m, input_image_per_1m, output_per_1m, per_image "
+                        "(and output_tokens_per_image by size, for dry-run estimates). A "
+                        "connection's extra 'pricing' takes precedence. No prices ship.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": '{"currency": "USD", "models": {"gpt-image-2": '
+                        '{"output_per_1m": 30}}}',
+                        "default": None,
+                    },
                 },
             }
         },

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from airflow_provider_cometapi.api.pricing import Pricing, load_pricing
 from airflow_provider_cometapi.exceptions import CometAPIAuthError, CometAPIValidationError
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class CometApiSettings:
     verify: bool | str = True
     retry_on_read_timeout: bool = False
     allow_private_urls: bool = False
+    pricing: Pricing | None = None
+    """The user's prices (connection extra ``pricing``, else ``[cometapi] pricing``), if any."""
 
     def url(self, path: str) -> str:
         """Absolute URL of an API path such as ``/v1/images/edits``."""
@@ -108,6 +111,7 @@ def settings_from_connection(conn: Connection) -> CometApiSettings:
         verify=_verify(extra),
         retry_on_read_timeout=_boolean(extra, "retry_on_read_timeout", False),
         allow_private_urls=_boolean(extra, "allow_private_urls", False),
+        pricing=load_pricing(extra),
     )
 
 

@@ -21,23 +21,27 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cometapi.exceptions import CometAPIBudgetError, CometAPIValidationError
-from airflow_provider_cometapi.pipeline.pricing import (
+from airflow_provider_cometapi.api.pricing import (
     CONFIG_WHERE,
     EXTRA_WHERE,
+    cost_of,
     money,
     token_count,
 )
+from airflow_provider_cometapi.exceptions import CometAPIBudgetError, CometAPIValidationError
 from airflow_provider_cometapi.storage.outputs import safe_stem
 from airflow_provider_cometapi.storage.paths import storage_path
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from airflow_provider_cometapi.api.pricing import Pricing
+    from airflow_provider_cometapi.pipeline.scope import TaskScope
 
 BUDGET_FOLDER = ".cometapi-budget"
 REREAD_SECONDS = 1.0
@@ -115,10 +119,13 @@ class Budget:
         is read as a number).
     :param max_cost: an amount greater than 0 in ``currency``, or ``None``.
     :param currency: the pricing table's currency; ``None`` without one (then no ``max_cost``).
+    :param pricing: the table that prices each edit for ``paid_edit``.
     """
 
     scope = "This task instance"
     """Whose spending the budget judges, for messages."""
+    shared = False
+    """Whether others spend from it too (then ``refresh`` reads what they spent)."""
     _same_currency = ""
 
     def __init__(
@@ -127,18 +134,38 @@ class Budget:
         max_total_tokens: int | str | None,
         max_cost: Decimal | float | str | None,
         currency: str | None,
+        pricing: Pricing | None = None,
     ) -> None:
         self.max_total_tokens = _token_limit(max_total_tokens)
         self.max_cost = _cost_limit(max_cost, currency)
         self.currency = currency
+        self.pricing = pricing
         self._lock = threading.Lock()
         self._own = Spending()
+
+    def paid_edit(self, model: str, usage: Mapping[str, Any], images: int) -> None:
+        """Count one paid edit of ``model``, priced by the budget's pricing table."""
+        price = self.pricing.price_of(model) if self.pricing is not None else None
+        self.paid(usage, cost_of(price, usage, images) if price is not None else None)
 
     def paid(self, usage: Mapping[str, Any], cost: Decimal | None) -> None:
         """Count one paid edit: its usage and its cost (``None`` when it could not be priced)."""
         edit = Spending.of_edit(usage, cost)
         with self._lock:
             self._own += edit
+
+    @property
+    def label(self) -> str:
+        """The limits, as set: ``max_total_tokens=50000, max_cost=2.50 USD``."""
+        with self._lock:
+            spending, _ = self._judged()
+        return ", ".join(limit.label for limit in self._limits(spending))
+
+    def refresh(self, in_flight: int) -> None:
+        """Read what others spent: nothing to read for a task instance's own budget."""
+
+    def publish(self, in_flight: int) -> None:
+        """Tell others what this task instance spent: no one to tell for its own budget."""
 
     def admits(self, in_flight: int) -> bool:
         """Whether one more request may start, with ``in_flight`` of this task instance's
@@ -377,6 +404,7 @@ class SharedBudget(Budget):
     """
 
     scope = "The task instances of this DAG run"
+    shared = True
     _same_currency = " (every task instance sharing the budget must price in one currency)"
 
     def __init__(
@@ -389,8 +417,14 @@ class SharedBudget(Budget):
         max_total_tokens: int | str | None,
         max_cost: Decimal | float | str | None,
         currency: str | None,
+        pricing: Pricing | None = None,
     ) -> None:
-        super().__init__(max_total_tokens=max_total_tokens, max_cost=max_cost, currency=currency)
+        super().__init__(
+            max_total_tokens=max_total_tokens,
+            max_cost=max_cost,
+            currency=currency,
+            pricing=pricing,
+        )
         self._ledger = ledger
         self._task = (task_id, map_index)
         self._try_number = try_number
@@ -510,3 +544,58 @@ def _amount(value: Any) -> Decimal:
 
 def _edits(count: int) -> str:
     return "1 paid edit" if count == 1 else f"{count} paid edits"
+
+
+BUDGET_SCOPES = ("task", "dag_run")
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """A budget as the operator's arguments give it, JSON-friendly for the triggerer.
+
+    :param ledger: the folder of a run-wide budget's ``RunLedger`` (``None``: this task
+        instance's own budget).
+    """
+
+    max_total_tokens: int | str | None = None
+    max_cost: str | None = None
+    ledger: str | None = None
+
+    @classmethod
+    def of(
+        cls, max_total_tokens: Any, max_cost: Any, budget_scope: str, folder: str
+    ) -> BudgetSpec | None:
+        """The spec of the operator's arguments, or ``None`` without a limit; raise
+        ``CometAPIValidationError`` naming a bad ``budget_scope``."""
+        if budget_scope not in BUDGET_SCOPES:
+            raise CometAPIValidationError(
+                f"budget_scope is {budget_scope!r}: use 'task' (this task instance's own "
+                "budget) or 'dag_run' (one budget for every task instance of the DAG run).",
+                param="budget_scope",
+            )
+        if max_total_tokens in (None, "") and max_cost in (None, ""):
+            return None
+        cost = None if max_cost in (None, "") else str(max_cost)
+        return cls(max_total_tokens, cost, folder if budget_scope == "dag_run" else None)
+
+    def budget(self, *, pricing: Pricing | None, scope: TaskScope, conn_id: str | None) -> Budget:
+        """The budget itself, for the task instance ``scope``, pricing edits by ``pricing``;
+        raise ``CometAPIValidationError`` naming a bad limit."""
+        currency = pricing.currency if pricing is not None else None
+        limits = {"max_total_tokens": self.max_total_tokens, "max_cost": self.max_cost}
+        if self.ledger is None:
+            return Budget(**limits, currency=currency, pricing=pricing)
+        ledger = RunLedger(self.ledger, conn_id, dag_id=scope.dag_id, run_id=scope.run_id)
+        return SharedBudget(
+            ledger,
+            task_id=scope.task_id,
+            map_index=scope.map_index,
+            try_number=scope.try_number,
+            **limits,
+            currency=currency,
+            pricing=pricing,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as JSON."""
+        return asdict(self)

@@ -7,8 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from airflow_provider_cometapi.exceptions import CometAPIValidationError
-from airflow_provider_cometapi.pipeline.pricing import (
+from airflow_provider_cometapi.api.pricing import (
     CONFIG_WHERE,
     EXTRA_WHERE,
     ModelPrice,
@@ -18,6 +17,7 @@ from airflow_provider_cometapi.pipeline.pricing import (
     load_pricing,
     money,
 )
+from airflow_provider_cometapi.exceptions import CometAPIValidationError
 
 TABLE = {
     "currency": "USD",
