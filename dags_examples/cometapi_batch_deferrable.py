@@ -1,8 +1,9 @@
 """Edit a folder of images as one batch on the triggerer, and schedule a report on the result.
 
 ``cometapi_batch_deferrable`` holds no worker slot while its edits run; when it succeeds it
-updates the ``cometapi_edited_images`` Asset, whose event carries the output URIs, and that
-starts ``cometapi_edited_images_report``.
+updates the ``cometapi_edited_images`` Asset, whose event carries the batch's summary (counts,
+tokens, and the URI of its JSONL report, one line per source), and that starts
+``cometapi_edited_images_report``.
 """
 
 from __future__ import annotations
@@ -47,14 +48,15 @@ with DAG(
 
     @task
     def report_new_edits(triggering_asset_events=None) -> list[str]:
-        """Collect the URIs the triggering batch wrote, and list them next to the images."""
+        """Collect the URIs the triggering batch wrote, from its report, and list them next to
+        the images."""
         from airflow.sdk import ObjectStoragePath
 
-        outputs = [
-            uri
-            for event in triggering_asset_events[EDITED_IMAGES]
-            for uri in event.extra.get("outputs", [])
-        ]
+        outputs = []
+        for event in triggering_asset_events[EDITED_IMAGES]:
+            with ObjectStoragePath(event.extra["report"]).open("r") as report:
+                for line in report:
+                    outputs.extend(json.loads(line)["outputs"])
         if outputs:
             folder = outputs[0].rpartition("/")[0]
             ObjectStoragePath(f"{folder}/new-edits.json").write_text(json.dumps(outputs))

@@ -46,6 +46,18 @@ class Outcome:
         """One XCom value (``None`` when absent)."""
         return self.xcoms(task_id, key).get(map_index)
 
+    def report(
+        self, task_id: str, map_index: int = -1, conn_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The lines of a batch task's JSONL report (the ``report`` XCom's URI), in order."""
+        uri = self.xcom(task_id, "report", map_index)
+        assert uri, f"{task_id}[{map_index}] pushed no report"
+        return report_lines(uri, conn_id)
+
+    def outputs(self, task_id: str, map_index: int = -1, conn_id: str | None = None) -> list[str]:
+        """The output URIs a batch task's report lists, in source order."""
+        return [uri for line in self.report(task_id, map_index, conn_id) for uri in line["outputs"]]
+
     def xcoms(self, task_id: str, key: str = "return_value") -> dict[int, Any]:
         """``{map_index: value}`` of one task's XComs under ``key``."""
         from airflow.models.xcom import XComModel
@@ -56,6 +68,16 @@ class Outcome:
                 dag_id=self.dag_id, run_id=self.run_id, task_id=task_id, key=key
             )
             return {row.map_index: row.value for row in rows}
+
+
+def report_lines(uri: str, conn_id: str | None = None) -> list[dict[str, Any]]:
+    """The lines of a JSONL report in storage."""
+    import json
+
+    from airflow_provider_cometapi.storage.paths import storage_path
+
+    text = storage_path(uri, conn_id).read_text()
+    return [json.loads(line) for line in text.splitlines()]
 
 
 class DagRunner:

@@ -142,7 +142,7 @@ def test_deferrable_batch_example_announces_its_outputs_on_the_asset(
         f"file://{tmp_path}/edited/{batch_output(name, f'file://{inbox}/{name}.png')}"
         for name in ("a", "b")
     ]
-    assert outcome.xcom("edit_folder") == outputs
+    assert outcome.outputs("edit_folder") == outputs
     assert outcome.xcom("edit_folder", "usage")["requests"] == 2
 
     def extras(run_id: str) -> list[dict]:
@@ -158,7 +158,12 @@ def test_deferrable_batch_example_announces_its_outputs_on_the_asset(
             )
             return [event.extra for event in events]
 
-    assert extras(outcome.run_id) == [{"outputs": outputs, "reused": []}]
+    (extra,) = extras(outcome.run_id)
+    assert (extra["edited"], extra["reused"], extra["report"]) == (
+        2,
+        0,
+        outcome.xcom("edit_folder", "report"),
+    )
     again = example(
         run_dag,
         "cometapi_batch_deferrable",
@@ -166,4 +171,6 @@ def test_deferrable_batch_example_announces_its_outputs_on_the_asset(
     )
     assert again.state == "success"
     assert len(cometapi_emulator.billed) == 2  # the second run reused both, and says so
-    assert extras(again.run_id) == [{"outputs": outputs, "reused": outputs}]
+    (extra,) = extras(again.run_id)
+    assert (extra["edited"], extra["reused"]) == (0, 2)
+    assert again.outputs("edit_folder") == outputs

@@ -190,3 +190,7 @@ def check_config(code: str, folder: Path, emulator) -> None:
     declared = get_provider_info()["config"]
     for section in parser.sections():
         assert set(parser[section]) <= set(declared[section]["options"])
+    if parser.has_option("cometapi", "pricing"):  # a table the provider accepts
+        from airflow_provider_cometapi.api.pricing import CONFIG_WHERE, Pricing
+
+        assert Pricing.parse(parser["cometapi"]["pricing"], where=CONFIG_WHERE).models

@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_cometapi.exceptions import CometAPIBatchError, CometAPIValidationError
+from airflow_provider_cometapi.exceptions import (
+    CometAPIBatchError,
+    CometAPIBudgetError,
+    CometAPIValidationError,
+)
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 
 if TYPE_CHECKING:
@@ -23,13 +27,15 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_cometapi.api.request import EditParams
+    from airflow_provider_cometapi.pipeline.budget import Budget, BudgetSpec
     from airflow_provider_cometapi.pipeline.plans import ItemPlan
     from airflow_provider_cometapi.pipeline.records import ItemResult
-    from airflow_provider_cometapi.pipeline.runners import Work
     from airflow_provider_cometapi.pipeline.scope import TaskScope
     from airflow_provider_cometapi.storage.sources import Source
 
 ON_ITEM_FAILURE = ("fail", "continue")
+_Entry = tuple["Source", "Source | None", "EditParams | None", "str | None"]
+"""A batch item before its plan: its image, its mask, a row's parameters and output name."""
 
 
 def _default_deferrable() -> bool:
@@ -56,7 +62,7 @@ class _CometImageEditBase(BaseOperator):
     def __init__(
         self,
         *,
-        prompt: str,
+        prompt: str | None = None,
         mask: Any = None,
         output_path: str | None = None,
         model: str | None = None,
@@ -71,6 +77,10 @@ class _CometImageEditBase(BaseOperator):
         output_conn_id: str | None = None,
         reuse_outputs: bool = True,
         replace: bool = False,
+        max_total_tokens: int | None = None,
+        max_cost: float | str | None = None,
+        budget_scope: str = "task",
+        dry_run: bool = False,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -90,6 +100,10 @@ class _CometImageEditBase(BaseOperator):
         self.output_conn_id = output_conn_id
         self.reuse_outputs = reuse_outputs
         self.replace = replace
+        self.max_total_tokens = max_total_tokens
+        self.max_cost = max_cost
+        self.budget_scope = budget_scope
+        self.dry_run_only = dry_run  # BaseOperator.dry_run() is a method
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self._written: list[str] = []
 
@@ -98,12 +112,13 @@ class _CometImageEditBase(BaseOperator):
         """The hook for ``cometapi_conn_id``."""
         return CometApiHook(cometapi_conn_id=self.cometapi_conn_id)
 
-    def _edit_params(self) -> EditParams:
-        """The checked edit parameters (cheap checks first, before reading any input)."""
+    def _edit_params(self, *, checked: bool = True) -> EditParams:
+        """The edit parameters, checked (cheap checks first, before reading any input) unless
+        they are rows' defaults, which each row checks with its own values over them."""
         from airflow_provider_cometapi.api.request import EditParams
 
-        return EditParams(
-            prompt=self.prompt,
+        params = EditParams(
+            prompt=self.prompt or "",
             model=self.model or self.hook.settings.default_model,
             n=self.n,
             quality=self.quality,
@@ -111,7 +126,8 @@ class _CometImageEditBase(BaseOperator):
             output_format=self.output_format,
             response_format=self.response_format,
             extra_fields=self.extra_fields,
-        ).checked()
+        )
+        return params.checked() if checked else params
 
     def _check_output_path(self, params: EditParams, *, mapped: bool, items: int = 1) -> str:
         from airflow_provider_cometapi.storage.outputs import check_output_path
@@ -139,6 +155,8 @@ class _CometImageEditBase(BaseOperator):
         map_index: int,
         output_path: str,
         item: str | None = None,
+        params: EditParams | None = None,
+        stem: str | None = None,
     ) -> ItemPlan:
         from airflow_provider_cometapi.pipeline.plans import ItemPlan
         from airflow_provider_cometapi.storage.sources import label_of
@@ -151,6 +169,8 @@ class _CometImageEditBase(BaseOperator):
             map_index=map_index,
             label=label_of(sources),
             item=item,
+            params=params,
+            stem=stem,
         )
 
     def _edit(
@@ -161,13 +181,18 @@ class _CometImageEditBase(BaseOperator):
         *,
         limit: int,
         on_item_failure: str,
+        report: str | None = None,
     ) -> list[ItemResult]:
         """Run the items on this worker, or defer them; edits an earlier try paid for but
-        could not deliver are delivered here, on the worker, which holds the ledger."""
+        could not deliver are delivered here, on the worker, which holds the ledger.
+
+        :param report: the batch report's URI, where each item's line goes as it finishes.
+        """
         from airflow_provider_cometapi.pipeline import ledger
         from airflow_provider_cometapi.pipeline.scope import TaskScope
 
         scope = TaskScope.of(context, reuse_outputs=self.reuse_outputs, replace=self.replace)
+        budget = self._budget(plans, params, scope)
         parked = ledger.parked(context)
         if self.deferrable:
             return self._defer(
@@ -178,8 +203,47 @@ class _CometImageEditBase(BaseOperator):
                 parked,
                 limit=limit,
                 on_item_failure=on_item_failure,
+                report=report,
+                budget=budget,
             )
-        return self._run(plans, params, scope, parked, limit=limit, on_item_failure=on_item_failure)
+        return self._run(
+            plans,
+            params,
+            scope,
+            parked,
+            limit=limit,
+            on_item_failure=on_item_failure,
+            report=report,
+            budget=budget,
+        )
+
+    def _budget(
+        self, plans: list[ItemPlan], params: EditParams, scope: TaskScope
+    ) -> tuple[BudgetSpec, Budget] | None:
+        """The budget of ``max_total_tokens`` and ``max_cost`` (and its spec, for the
+        triggerer), checked before anything is sent: its limits, and a price for every model
+        the items use when ``max_cost`` is set. A run-wide budget's ledger is in the folder of
+        the outputs."""
+        from airflow_provider_cometapi.pipeline.budget import BudgetSpec
+        from airflow_provider_cometapi.storage.report import report_folder
+
+        folder = report_folder(plans[0].output_path)
+        spec = BudgetSpec.of(self.max_total_tokens, self.max_cost, self.budget_scope, folder)
+        if spec is None:
+            return None
+        pricing = self.hook.settings.pricing
+        budget = spec.budget(pricing=pricing, scope=scope, conn_id=self.output_conn_id)
+        if spec.max_cost is not None and pricing is not None:
+            models = sorted({(plan.params or params).model for plan in plans})
+            unpriced = [model for model in models if pricing.price_of(model) is None]
+            if unpriced:
+                raise CometAPIValidationError(
+                    f"max_cost is set, but the pricing table has no price for "
+                    f"{', '.join(unpriced)}: add the model's rates to it, so that what each "
+                    "edit costs is known; nothing was sent.",
+                    param="max_cost",
+                )
+        return spec, budget
 
     def _run(
         self,
@@ -190,10 +254,13 @@ class _CometImageEditBase(BaseOperator):
         *,
         limit: int,
         on_item_failure: str,
+        report: str | None,
+        budget: tuple[BudgetSpec, Budget] | None,
     ) -> list[ItemResult]:
         """Run the items on this worker."""
         from airflow_provider_cometapi.pipeline.runners import run_in_threads
         from airflow_provider_cometapi.storage.paths import warm_up
+        from airflow_provider_cometapi.storage.report import ReportParts
 
         warm_up(plans[0].output_path, self.output_conn_id)
         return run_in_threads(
@@ -205,6 +272,8 @@ class _CometImageEditBase(BaseOperator):
             on_item_failure=on_item_failure,
             log=self.log,
             parked=parked,
+            report=ReportParts(report, self.output_conn_id, scope.try_number) if report else None,
+            budget=budget[1] if budget else None,
         )
 
     def _defer(
@@ -217,14 +286,16 @@ class _CometImageEditBase(BaseOperator):
         *,
         limit: int,
         on_item_failure: str,
+        report: str | None,
+        budget: tuple[BudgetSpec, Budget] | None,
     ) -> list[ItemResult]:
-        """Check every item here in order (delivering parked edits), stage in-memory inputs,
-        and hand the edits to the triggerer. Under ``fail`` the first item that fails its
-        checks settles every item after it as not started, as on the worker. Returns the
-        results when none is left to defer."""
+        """Check every item here in order (delivering parked edits), stage in-memory inputs
+        and the plan in storage, and hand the edits to the triggerer. Under ``fail`` the first
+        item that fails its checks settles every item after it as not started, as on the
+        worker. Returns the results when none is left to defer."""
         from airflow_provider_cometapi.pipeline.records import ItemResult
         from airflow_provider_cometapi.pipeline.runners import check_in_order
-        from airflow_provider_cometapi.storage.staging import stage_inputs
+        from airflow_provider_cometapi.storage.staging import stage_inputs, write_plan
         from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
 
         work = check_in_order(
@@ -233,48 +304,115 @@ class _CometImageEditBase(BaseOperator):
         settled = [item for item in work if isinstance(item, ItemResult)]
         if len(settled) == len(work):
             return settled
-        placed, staged = stage_inputs(work, context, self.output_conn_id)
+        root = self._staging_root(context)
+        placed = stage_inputs(work, root, self.output_conn_id)
         self.defer(
             trigger=CometImageEditTrigger(
-                items=[_as_trigger_item(item) for item in placed],
-                staged=staged,
+                plan=write_plan(placed, root, self.output_conn_id),
+                conn_id=self.output_conn_id,
                 params=params.to_dict(),
                 scope=scope.to_json(),
                 cometapi_conn_id=self.cometapi_conn_id,
                 max_concurrency=limit,
                 on_item_failure=on_item_failure,
+                report=report,
+                budget=budget[0].to_json() if budget else None,
             ),
             method_name="execute_complete",
         )
         raise AssertionError("defer() always raises")  # pragma: no cover
 
-    def _resume(self, event: dict[str, Any]) -> list[ItemResult]:
-        """The results the triggerer sent, once the staged inputs are removed."""
+    def _resume(
+        self, context: Context, event: dict[str, Any], report: str | None = None
+    ) -> list[ItemResult]:
+        """The results the triggerer left (in the report's parts and the event), with the
+        images it could not write; the staged inputs and plan are removed.
+
+        :param report: the batch report's URI the trigger was given.
+        """
+        from dataclasses import replace
+
         from airflow_provider_cometapi.pipeline.records import ItemResult
-        from airflow_provider_cometapi.storage.staging import remove_staged
+        from airflow_provider_cometapi.storage.report import read_parts
+        from airflow_provider_cometapi.storage.staging import remove_staging
 
-        remove_staged(event.get("staged", []), self.output_conn_id)
-        return [ItemResult.from_json(item) for item in event["items"]]
+        lines = list(event["lines"])
+        if report is not None:
+            try_number = getattr(context["ti"], "try_number", 1) or 1
+            lines += read_parts(report, self.output_conn_id, try_number)
+        lines.sort(key=lambda line: line["position"])
+        results = [ItemResult.from_report_line(line) for line in lines]
+        for position, images in event.get("parked", {}).items():
+            results[int(position)] = replace(results[int(position)], parked=images)
+        remove_staging(self._staging_root(context), self.output_conn_id)
+        return results
 
-    def _report(self, context: Context, results: list[ItemResult], params: EditParams) -> None:
-        """Push ``usage`` (paid apart from reused), log it, and announce the outputs: for
-        lineage, and on each outlet Asset's event (with which of them were reused)."""
-        from airflow.sdk import Asset
+    def _staging_root(self, context: Context) -> str:
+        from airflow_provider_cometapi.storage.staging import staging_root
 
+        assert self.output_path is not None
+        return staging_root(self.output_path, context)
+
+    def _dry_run(
+        self, context: Context, plans: list[ItemPlan], params: EditParams
+    ) -> dict[str, Any]:
+        """Read and check every item, count what a run would send and estimate its cost;
+        nothing is sent or written. Pushes the result as the ``dry_run`` XCom, and fails the
+        task when an item is invalid."""
+        from airflow_provider_cometapi.pipeline.dry_run import dry_run
+        from airflow_provider_cometapi.pipeline.scope import TaskScope
+
+        scope = TaskScope.of(context, reuse_outputs=self.reuse_outputs, replace=self.replace)
+        if plans[0].output_path:
+            self._budget(plans, params, scope)
+        found = dry_run(plans, params, scope, self.hook.settings.pricing, self.log)
+        context["ti"].xcom_push(key="dry_run", value=found)
+        cost = found.get("estimated_cost")
+        self.log.info(
+            "Dry run, nothing sent: %d item(s) would send %d request(s) for %d image(s); "
+            "%d reused, %d invalid; estimated cost %s",
+            found["items"],
+            found["requests"],
+            found["images"],
+            found["reused"],
+            found["invalid"],
+            f"{cost} {found['currency']}" if cost is not None else "unknown",
+        )
+        if found["invalid"]:
+            first = found["errors"][0]
+            raise CometAPIValidationError(
+                f"Dry run: {found['invalid']} of {found['items']} items are invalid (first: "
+                f"{first['source']}: {first['error']}); fix them before a real run.",
+                param="sources",
+            )
+        return found
+
+    def _report(
+        self, context: Context, results: list[ItemResult], params: EditParams
+    ) -> dict[str, Any]:
+        """Push ``usage`` (paid apart from reused) and log it; keep the outputs for lineage.
+        Returns the usage."""
         from airflow_provider_cometapi.pipeline.records import usage_report
 
-        usage = {**usage_report(results), "model": params.model}
+        pricing = self.hook.settings.pricing
+        usage = {
+            **usage_report(results, pricing.currency if pricing else None),
+            "model": params.model,
+        }
         if len(results) == 1:
             usage["request_id"] = results[0].request_id
         context["ti"].xcom_push(key="usage", value=usage)
         _log_usage(self, usage)
         self._written = [uri for result in results for uri in result.outputs]
-        outputs: list[Any] = list(self._written)
-        reused: list[Any] = [uri for result in results if result.reused for uri in result.outputs]
+        return usage
+
+    def _announce(self, context: Context, extra: dict[str, Any]) -> None:
+        """Put ``extra`` on each outlet Asset's event."""
+        from airflow.sdk import Asset
+
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
-                extra = context["outlet_events"][outlet].extra
-                extra["outputs"], extra["reused"] = outputs, reused
+                context["outlet_events"][outlet].extra.update(extra)
 
     @property
     def _given_sources(self) -> list[Source]:
@@ -323,6 +461,16 @@ class CometImageEditOperator(_CometImageEditBase):
         twice).
     :param replace: overwrite objects already at the output names; otherwise such an object
         fails the edit before anything is paid.
+    :param max_total_tokens: a token budget: no request starts once what was paid plus what is
+        in flight (estimated from the edits paid so far) would pass it; items not started are
+        reported, and the task fails at the end with ``CometAPIBudgetError``.
+    :param max_cost: the same, in the currency of the pricing table (connection extra
+        ``pricing`` or ``[cometapi] pricing``), which must price every model used.
+    :param budget_scope: ``task`` (this task instance's own budget) or ``dag_run`` (one budget
+        for every task instance of the DAG run, e.g. a mapped fan-out; its ledger is kept in the
+        output folder, which they must share).
+    :param dry_run: read and check everything, count the requests and images a run would send
+        and estimate their cost where the prices make that computable; send and write nothing.
     :param deferrable: wait for the edit on the triggerer instead of holding a worker slot
         (needs ``output_path``); defaults to ``[cometapi] default_deferrable``.
     """
@@ -336,9 +484,18 @@ class CometImageEditOperator(_CometImageEditBase):
         self.image = image
         self.max_xcom_bytes = max_xcom_bytes
 
-    def execute(self, context: Context) -> list[str]:
-        """Read the sources, edit, write or return the outputs, and push ``usage``."""
+    def execute(self, context: Context) -> list[str] | dict[str, Any]:
+        """Read the sources, edit, write or return the outputs, and push ``usage``; with
+        ``dry_run``, only check and count (see ``_dry_run``)."""
         params = self._edit_params()
+        if self.dry_run_only:
+            plan = self._plan(
+                self._given_sources,
+                self._mask_source,
+                map_index=_map_index(context),
+                output_path=self.output_path or "",
+            )
+            return self._dry_run(context, [plan], params)
         if not self.output_path and not self.deferrable:
             return self._execute_in_memory(context, params)
         map_index = _map_index(context)
@@ -351,7 +508,7 @@ class CometImageEditOperator(_CometImageEditBase):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
         """Resume after the triggerer: push the same XComs as a synchronous run."""
-        (result,) = self._resume(event)
+        (result,) = self._resume(context, event)
         return self._finish(context, result, self._edit_params())
 
     def _finish(self, context: Context, result: ItemResult, params: EditParams) -> list[str]:
@@ -363,6 +520,8 @@ class CometImageEditOperator(_CometImageEditBase):
                 self._report(context, [result], params)
             raise result.exception()
         self._report(context, [result], params)
+        reused = result.outputs if result.reused else []
+        self._announce(context, {"outputs": list(result.outputs), "reused": list(reused)})
         return result.outputs
 
     @cached_property
@@ -376,9 +535,15 @@ class CometImageEditOperator(_CometImageEditBase):
         """No ``output_path``: return the outputs through XCom as base64, within the cap, which
         is judged before paying (see ``max_xcom_bytes``)."""
         from airflow_provider_cometapi.api.request import edit_request
-        from airflow_provider_cometapi.pipeline.records import ItemResult
+        from airflow_provider_cometapi.pipeline.records import ItemResult, with_cost
         from airflow_provider_cometapi.storage.sources import label_of, read_all
 
+        if self.budget_scope != "task":
+            raise CometAPIValidationError(
+                f"budget_scope={self.budget_scope!r} needs output_path: a run-wide budget's "
+                "ledger is kept next to the outputs.",
+                param="budget_scope",
+            )
         self._check_xcom_room(params)
         sources = read_all(self._given_sources, "image")
         mask = self._mask_source
@@ -392,7 +557,7 @@ class CometImageEditOperator(_CometImageEditBase):
             paid=True,
             images=len(result.images),
         )
-        self._report(context, [paid], params)
+        self._report(context, [with_cost(paid, self.hook.settings.pricing, params.model)], params)
         encoded_size = sum(_encoded_size(len(image.data)) for image in result.images)
         if self.max_xcom_bytes is not None and encoded_size > self.max_xcom_bytes:
             raise CometAPIValidationError(  # only when the server ignored the size asked for
@@ -441,9 +606,11 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         ``continue`` edits every item. Either way every finished output is written and the task
         fails at the end when any item failed.
 
-    The other parameters are those of ``CometImageEditOperator``. Returns the output URIs in
-    source order; pushes ``usage`` (summed) and ``items`` (source, outputs, usage, request id,
-    retries, error, reused).
+    The other parameters are those of ``CometImageEditOperator``. Returns the URI of the
+    batch's report, a JSONL file next to the outputs with one line per source, in source
+    order (outputs, usage, request id, retries, error, reused), written in parts as items
+    finish; pushes ``usage`` (summed) and ``summary`` (counts of items by outcome, tokens, the
+    report's URI), which outlet Assets' events carry too. XComs stay small whatever the count.
     """
 
     template_fields: Sequence[str] = (*_CometImageEditBase.template_fields, "sources")
@@ -462,8 +629,9 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         self.max_concurrency = max_concurrency
         self.on_item_failure = on_item_failure
 
-    def execute(self, context: Context) -> list[str]:
-        """Edit every source, push ``usage`` and ``items``, fail at the end if any failed."""
+    def execute(self, context: Context) -> str | dict[str, Any]:
+        """Edit every source, write the report, push ``usage`` and ``summary``; fail at the end
+        if any item failed. Returns the report's URI (with ``dry_run``, what a run would do)."""
         if self.on_item_failure not in ON_ITEM_FAILURE:
             raise CometAPIValidationError(
                 f"on_item_failure is {self.on_item_failure!r}; use 'fail' or 'continue'.",
@@ -474,31 +642,78 @@ class CometImageEditBatchOperator(_CometImageEditBase):
                 f"max_concurrency is {self.max_concurrency!r}; use a whole number of 1 or more.",
                 param="max_concurrency",
             )
-        params = self._edit_params()
+        params = self._edit_params(checked=not self._given_rows)
         plans = self._plans(params, _map_index(context))
+        if self.dry_run_only:
+            return self._dry_run(context, plans, params)
         results = self._edit(
             context,
             plans,
             params,
             limit=self.max_concurrency,
             on_item_failure=self.on_item_failure,
+            report=self._report_location(context),
         )
         return self._finish(context, results, params)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after the triggerer: push the same XComs as a synchronous run."""
-        return self._finish(context, self._resume(event), self._edit_params())
+        results = self._resume(context, event, self._report_location(context))
+        return self._finish(context, results, self._edit_params(checked=not self._given_rows))
+
+    def _report_location(self, context: Context) -> str:
+        """Where this task instance's report goes, next to its outputs (as its URI)."""
+        from airflow_provider_cometapi.pipeline.scope import TaskScope
+        from airflow_provider_cometapi.storage.paths import storage_path
+        from airflow_provider_cometapi.storage.report import report_location
+
+        scope = TaskScope.of(context, reuse_outputs=self.reuse_outputs, replace=self.replace)
+        location = report_location(self.output_path or "", scope)
+        return str(storage_path(location, self.output_conn_id))
 
     @cached_property
     def _given_sources(self) -> list[Source]:
-        """``sources`` as given, classified (a prefix stays one location): lineage's inputs."""
-        from airflow_provider_cometapi.storage.sources import classify_all
+        """``sources`` as given, classified (a prefix or a rows file stays one location; of
+        listed rows, their images): lineage's inputs."""
+        from airflow_provider_cometapi.storage.sources import as_source_list, classify, classify_all
 
+        if self._given_rows and not isinstance(self.sources, str):
+            rows = as_source_list(self.sources, "sources")
+            images = [row["image"] for row in rows if isinstance(row, dict) and "image" in row]
+            return [classify(image, "image", self.source_conn_id) for image in images]
         return classify_all(self.sources, "sources", self.source_conn_id)
 
     def _plans(self, params: EditParams, map_index: int) -> list[ItemPlan]:
-        """One plan per source, each named by its own id (see ``item_id``), never its place."""
+        """One plan per source or row, each named by its own id (see ``item_id``), never its
+        place. Rows are all checked first: under ``fail`` a bad row stops the batch before
+        anything is sent; under ``continue`` it is an item that fails."""
+        from dataclasses import replace
+
         from airflow_provider_cometapi.pipeline.plans import item_id
+
+        entries = self._row_entries(params) if self._given_rows else self._source_entries()
+        most_n = max([(row_params or params).n or 1 for _, _, row_params, _ in entries] or [1])
+        checked = replace(params, n=most_n)
+        output_path = self._check_output_path(checked, mapped=map_index >= 0, items=len(entries))
+        seen: Counter[str] = Counter()
+        plans = []
+        for source, mask, row_params, stem in entries:  # one input twice: two items, two names
+            plans.append(
+                self._plan(
+                    [source],
+                    mask,
+                    map_index=map_index,
+                    output_path=output_path,
+                    item=item_id([source], occurrence=seen[source.identity]),
+                    params=row_params,
+                    stem=stem,
+                )
+            )
+            seen[source.identity] += 1
+        return plans
+
+    def _source_entries(self) -> list[_Entry]:
+        """Each source (a prefix listed), with the operator's mask and parameters."""
         from airflow_provider_cometapi.storage.sources import (
             as_source_list,
             classify,
@@ -508,52 +723,105 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         listed = as_source_list(self.sources, "sources")
         if len(listed) == 1 and isinstance(listed[0], str):
             listed = expand_prefix(listed[0].strip(), self.source_conn_id)
-        output_path = self._check_output_path(params, mapped=map_index >= 0, items=len(listed))
-        sources = [
-            classify(source, "image", self.source_conn_id, place=f"sources[{slot}]")
+        return [
+            (
+                classify(source, "image", self.source_conn_id, place=f"sources[{slot}]"),
+                self._mask_source,
+                None,
+                None,
+            )
             for slot, source in enumerate(listed)
         ]
-        seen: Counter[str] = Counter()
-        plans = []
-        for source in sources:  # an input listed twice is edited twice, under two names
-            plans.append(
-                self._plan(
-                    [source],
-                    self._mask_source,
-                    map_index=map_index,
-                    output_path=output_path,
-                    item=item_id([source], occurrence=seen[source.identity]),
+
+    def _row_entries(self, params: EditParams) -> list[_Entry]:
+        """Each row: its image, its mask (or the operator's), its parameters and output name;
+        a bad row is an input that fails with its error, unless under ``fail``, where any bad
+        row raises ``CometAPIRowsError`` naming them, before anything is sent."""
+        from airflow_provider_cometapi.pipeline.rows import BadRow, read_rows, rows_error
+        from airflow_provider_cometapi.storage.sources import BadSource, classify
+
+        rows = read_rows(self.sources, params, self.source_conn_id)
+        bad = [row for row in rows if isinstance(row, BadRow)]
+        if bad and self.on_item_failure == "fail":
+            raise rows_error(bad, len(rows))
+        entries: list[_Entry] = []
+        for row in rows:
+            if isinstance(row, BadRow):
+                error = type(row.error)(f"{row.place}: {row.error.message}", param=row.error.param)
+                entries.append((BadSource(row.place, error), None, None, None))
+                continue
+            conn = self.source_conn_id
+            mask = (
+                classify(row.mask, "mask", conn, place=row.place) if row.mask is not None else None
+            )
+            entries.append(
+                (
+                    classify(row.image, "image", conn, place=row.place),
+                    mask or self._mask_source,
+                    row.params,
+                    row.output_name,
                 )
             )
-            seen[source.identity] += 1
-        return plans
+        return entries
 
-    def _finish(self, context: Context, results: list[ItemResult], params: EditParams) -> list[str]:
+    @cached_property
+    def _given_rows(self) -> bool:
+        """Whether ``sources`` are rows (a list of dicts with ``image``, or a rows file)."""
+        from airflow_provider_cometapi.pipeline.rows import are_rows
+
+        return are_rows(self.sources)
+
+    def _finish(self, context: Context, results: list[ItemResult], params: EditParams) -> str:
         from airflow_provider_cometapi.pipeline import ledger
+        from airflow_provider_cometapi.pipeline.records import summary
+        from airflow_provider_cometapi.storage.report import publish
 
         results = ledger.settle(context, results, self.log)
-        outputs = [uri for result in results for uri in result.outputs]
-        context["ti"].xcom_push(key="items", value=[result.to_json() for result in results])
-        self._report(context, results, params)
+        usage = self._report(context, results, params)
+        lines = (result.report_line(position) for position, result in enumerate(results))
+        report = publish(self._report_location(context), self.output_conn_id, lines)
+        counts = {**summary(results, usage), "report": report}
+        context["ti"].xcom_push(key="report", value=report)
+        context["ti"].xcom_push(key="summary", value=counts)
+        self._announce(context, counts)
+        self.log.info("Report: %s", report)
+        over_budget = [r for r in results if r.error and r.error["type"] == "CometAPIBudgetError"]
+        if over_budget:
+            raise self._budget_reached(len(over_budget), len(results), usage, report)
         failed = [result for result in results if result.error]
         if failed:  # name a real failure, not an item that was never started because of it
             first = next((result for result in failed if result.started), failed[0])
             assert first.error is not None
             raise CometAPIBatchError(
                 f"{len(failed)} of {len(results)} items failed (first: {first.source}: "
-                f"{first.error['message']}); the outputs of the others were written. See "
-                "the 'items' XCom for each item's error."
+                f"{first.error['message']}); the outputs of the others were written. The "
+                f"report {report} has each item's error."
             )
-        return outputs
+        return report
 
-
-def _as_trigger_item(item: Work) -> dict[str, Any]:
-    """An item as trigger kwargs: its plan to run, or its settled result."""
-    from airflow_provider_cometapi.pipeline.records import ItemResult
-
-    if isinstance(item, ItemResult):
-        return {"result": item.to_json()}
-    return {"plan": item.to_json()}
+    def _budget_reached(
+        self, not_started: int, total: int, usage: dict[str, Any], report: str
+    ) -> CometAPIBudgetError:
+        """The error of a batch the budget stopped: the limits, what was paid, what was not
+        started."""
+        limits = [
+            f"{name}={value}"
+            for name, value in (
+                ("max_total_tokens", self.max_total_tokens),
+                ("max_cost", self.max_cost),
+            )
+            if value not in (None, "")
+        ]
+        cost = f" ({usage['cost']} {usage['currency']})" if "cost" in usage else ""
+        shared = (
+            " (shared by the DAG run's task instances)" if self.budget_scope == "dag_run" else ""
+        )
+        return CometAPIBudgetError(
+            f"Budget {', '.join(limits)}{shared} was reached: this task instance paid "
+            f"{usage.get('total_tokens', 0)} total tokens{cost} for {usage['requests']} edit(s), "
+            f"and {not_started} of {total} items were not started. The report {report} lists "
+            "them; run again with a larger budget to edit them (finished items are reused)."
+        )
 
 
 def _log_usage(operator: BaseOperator, usage: dict[str, Any]) -> None:

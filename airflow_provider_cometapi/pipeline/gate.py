@@ -12,7 +12,10 @@ The rule, with items numbered by their position in ``sources``:
   their outputs are written;
 - under ``"continue"`` a failure stops nothing;
 - once stopped (the task is ending, a failure under ``fail``, or a refused API key under either),
-  no waiting item starts.
+  no waiting item starts;
+- with a budget, an item whose turn to send has come starts only while the budget admits one
+  more request with those in flight (``pipeline/budget.py``); once it does not, no item sends
+  again (each reports not started), while items that need no request still take their turn.
 
 Worker and triggerer run the same ``OrderedGate`` rule; ``ThreadGate`` and ``AsyncGate`` only wait.
 """
@@ -27,6 +30,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
+    from airflow_provider_cometapi.pipeline.budget import Budget
+
 
 class OrderedGate:
     """The rule above, without waiting: ``decide`` says go, never, or not yet.
@@ -34,9 +39,15 @@ class OrderedGate:
     :param count: items in the batch.
     :param limit: requests in flight at once.
     :param stop_on_failure: ``on_item_failure == "fail"``.
+    :param budget: the token or cost budget, if any.
     """
 
-    def __init__(self, count: int, limit: int, *, stop_on_failure: bool) -> None:
+    def __init__(
+        self, count: int, limit: int, *, stop_on_failure: bool, budget: Budget | None = None
+    ) -> None:
+        self.budget = budget
+        self.over_budget: set[int] = set()
+        """The items the budget kept from sending."""
         self._done_waiting = [False] * count
         self._next = 0  # every item before this position has taken its turn
         self._first_failed_check = count
@@ -89,6 +100,12 @@ class OrderedGate:
         if sending:
             if self.in_flight >= self._limit:
                 return None
+            if self.budget is not None and (
+                self.over_budget or not self.budget.admits(self.in_flight)
+            ):
+                self.over_budget.add(position)
+                self.leave(position)
+                return False
             self.in_flight += 1
         self.leave(position)
         return True
@@ -110,8 +127,10 @@ class OrderedGate:
 class ThreadGate(OrderedGate):
     """The gate for worker threads."""
 
-    def __init__(self, count: int, limit: int, *, stop_on_failure: bool) -> None:
-        super().__init__(count, limit, stop_on_failure=stop_on_failure)
+    def __init__(
+        self, count: int, limit: int, *, stop_on_failure: bool, budget: Budget | None = None
+    ) -> None:
+        super().__init__(count, limit, stop_on_failure=stop_on_failure, budget=budget)
         self._condition = threading.Condition()
 
     def turn(self, position: int, *, sending: bool = True) -> bool:
@@ -133,8 +152,10 @@ class ThreadGate(OrderedGate):
 class AsyncGate(OrderedGate):
     """The gate for the triggerer's event loop (used only from that loop)."""
 
-    def __init__(self, count: int, limit: int, *, stop_on_failure: bool) -> None:
-        super().__init__(count, limit, stop_on_failure=stop_on_failure)
+    def __init__(
+        self, count: int, limit: int, *, stop_on_failure: bool, budget: Budget | None = None
+    ) -> None:
+        super().__init__(count, limit, stop_on_failure=stop_on_failure, budget=budget)
         self._change = asyncio.Event()
 
     async def turn(self, position: int, *, sending: bool = True) -> bool:

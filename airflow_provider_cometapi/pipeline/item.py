@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_cometapi.api.request import EditParams, EditRequest
     from airflow_provider_cometapi.pipeline.plans import ItemPlan
+    from airflow_provider_cometapi.pipeline.progress import BatchLog
     from airflow_provider_cometapi.pipeline.scope import TaskScope
 
 
@@ -34,6 +35,8 @@ class ItemJob:
     raises: every other step turns a failure into the item's failed result.
 
     :param position: the item's place in the batch, for the request gate.
+    :param params: the batch's edit parameters (a row's own, in its plan, come first).
+    :param log: the batch's log (its item lines at DEBUG, its warnings capped).
     :param probes: the batch's probes of its output folders (each folder probed once).
     :param parked: edits earlier tries paid for but could not deliver, by fingerprint (see
         ``pipeline/ledger.py``): such an item is delivered from them, not sent again.
@@ -45,11 +48,12 @@ class ItemJob:
         plan: ItemPlan,
         params: EditParams,
         scope: TaskScope,
-        log: Any,
+        log: BatchLog,
         probes: ProbedFolders | None = None,
         parked: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        self.position, self.plan, self.params, self.scope = position, plan, params, scope
+        self.position, self.plan, self.scope = position, plan, scope
+        self.params = plan.params or params
         self.log = log
         self.probes = probes or ProbedFolders()
         self.parked = parked or {}
@@ -76,7 +80,7 @@ class ItemJob:
             return self.failed(exc)
         self.sink = StagedOutputs(
             plan.output_path,
-            stem=source_stem(sources[0][0]),
+            stem=plan.stem or source_stem(sources[0][0]),
             map_index=plan.map_index,
             conn_id=plan.output_conn_id,
             item=plan.item,
@@ -119,7 +123,7 @@ class ItemJob:
             if mine or self.scope.reuse_outputs:
                 return self._reuse(found.record, paid=mine)
         elif found.problem is not None and say_why:
-            self.log.info("Editing %s again: %s", self.label, found.problem)
+            self.log.item("Editing %s again: %s", self.label, found.problem)
         self.replaceable = found.intact
         return None
 
@@ -131,7 +135,7 @@ class ItemJob:
         waiting = False
         while holder := claims.take(self.sink, self.key, self.scope.payer(), self.scope.is_me):
             if not waiting:
-                self.log.info(
+                self.log.waiting(
                     "Waiting for %s: task instance %s is editing it", self.label, holder["owner"]
                 )
                 waiting = True
@@ -145,7 +149,7 @@ class ItemJob:
     def _deliver(self, parked: Mapping[str, Any]) -> ItemResult:
         """Write the images an earlier try paid for but could not write: nothing is sent."""
         assert self.sink is not None
-        self.log.info(
+        self.log.item(
             "Delivering the %d image(s) of %s paid for in an earlier try (request %s); "
             "nothing paid now",
             len(parked["images"]),
@@ -164,7 +168,7 @@ class ItemJob:
 
     def _reuse(self, manifest: dict[str, Any], *, paid: bool) -> ItemResult:
         whose = "an earlier try of this task" if paid else "an earlier run"
-        self.log.info(
+        self.log.item(
             "Reusing the outputs of %s from %s (request %s); nothing paid now",
             self.label,
             whose,
@@ -221,7 +225,7 @@ class ItemJob:
             return self.failed(exc, outcome)
         self._release()
         for uri in outputs:
-            self.log.info("Wrote %s", uri)
+            self.log.item("Wrote %s", uri)
         return result
 
     def failed(self, error: BaseException, outcome: EditOutcome | None = None) -> ItemResult:

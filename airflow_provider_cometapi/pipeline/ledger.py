@@ -85,6 +85,7 @@ def _settle(
             "usage": result.usage,
             "images": result.images,
             "try_number": try_number,
+            **({"cost": result.cost} if result.cost is not None else {}),
         }
         store.set(PAID + key, [*payments, payment])
         paid.extend([key] if key not in paid else [])

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_cometapi.api.request import EditParams
 from airflow_provider_cometapi.storage.sources import StoredSource
 
 if TYPE_CHECKING:
@@ -19,6 +20,8 @@ class ItemPlan:
     :param map_index: the mapped task instance's index (-1 when not mapped).
     :param item: a batch item's short id (``item_id`` of its sources), part of its output
         names; ``None`` for the single-image operator.
+    :param params: a row's own edit parameters (``None``: the batch's).
+    :param stem: a row's own name for its outputs (``None``: the first source's stem).
     """
 
     sources: list[Source]
@@ -28,6 +31,8 @@ class ItemPlan:
     map_index: int
     label: str
     item: str | None = None
+    params: EditParams | None = None
+    stem: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The plan as JSON, for the triggerer: stored locations only (stage inline ones first)."""
@@ -39,6 +44,8 @@ class ItemPlan:
             "map_index": self.map_index,
             "label": self.label,
             "item": self.item,
+            "params": self.params.to_dict() if self.params is not None else None,
+            "stem": self.stem,
         }
 
     @classmethod
@@ -53,6 +60,8 @@ class ItemPlan:
             map_index=data["map_index"],
             label=data["label"],
             item=data["item"],
+            params=EditParams(**data["params"]) if data.get("params") else None,
+            stem=data.get("stem"),
         )
 
 

@@ -1,17 +1,26 @@
-"""What one item came to, and the batch's running count of them."""
+"""What one item came to, and what a batch of them came to."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cometapi.exceptions import CometAPIBatchError, CometAPIError
+from airflow_provider_cometapi.api.pricing import cost_of, money
+from airflow_provider_cometapi.exceptions import (
+    CometAPIBatchError,
+    CometAPIBudgetError,
+    CometAPIError,
+)
 
 if TYPE_CHECKING:
+    from airflow_provider_cometapi.api.pricing import Pricing
     from airflow_provider_cometapi.api.results import EditOutcome
 
 NOT_STARTED = "not started: an earlier item failed and on_item_failure='fail'"
+_NOT_STARTED = (CometAPIBatchError.__name__, CometAPIBudgetError.__name__)
+"""The error types of items never taken up."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,8 @@ class ItemResult:
     on their way to the ledger, which keeps them for a later try; never pushed to XCom."""
     error: dict[str, Any] | None = None
     """``CometAPIError.to_dict()`` of what failed, or ``None``."""
+    cost: float | None = None
+    """What ``usage`` cost by the user's prices (``with_cost``), when known; never a guess."""
     cause: BaseException | None = field(default=None, compare=False, repr=False)
     """The error itself, while the record stays in the process that caught it (not in JSON)."""
 
@@ -79,9 +90,9 @@ class ItemResult:
         )
 
     @classmethod
-    def not_started(cls, source: str) -> ItemResult:
-        """An item never sent because an earlier one failed under ``fail``."""
-        return cls.failed(source, CometAPIBatchError(NOT_STARTED))
+    def not_started(cls, source: str, reason: CometAPIError | None = None) -> ItemResult:
+        """An item never sent: an earlier one failed under ``fail``, or ``reason``."""
+        return cls.failed(source, reason or CometAPIBatchError(NOT_STARTED))
 
     @classmethod
     def reused_from(cls, source: str, manifest: Mapping[str, Any], *, paid: bool) -> ItemResult:
@@ -103,8 +114,9 @@ class ItemResult:
 
     @property
     def started(self) -> bool:
-        """Whether the item was taken up at all (not stopped by an earlier failure)."""
-        return self.error is None or self.error["type"] != CometAPIBatchError.__name__
+        """Whether the item was taken up at all (not stopped by an earlier failure or the
+        budget)."""
+        return self.error is None or self.error["type"] not in _NOT_STARTED
 
     def exception(self) -> BaseException:
         """The item's error: the one caught, or in another process, rebuilt as its own class."""
@@ -115,10 +127,21 @@ class ItemResult:
         """What a manifest keeps of a finished item (the caller adds files and payer)."""
         return {key: getattr(self, key) for key in ("source", "outputs", "usage", "request_id")}
 
+    def report_line(self, position: int) -> dict[str, Any]:
+        """The record as the batch report's line: its JSON, its place, no images."""
+        return {"position": position, **self.to_json(), "parked": []}
+
+    @classmethod
+    def from_report_line(cls, line: Mapping[str, Any]) -> ItemResult:
+        """The record a report line holds."""
+        return cls.from_json({key: value for key, value in line.items() if key != "position"})
+
     def to_json(self) -> dict[str, Any]:
-        """The record as JSON."""
+        """The record as JSON (without ``cost`` when it is not known)."""
         return {
-            item.name: getattr(self, item.name) for item in fields(self) if item.name != "cause"
+            item.name: getattr(self, item.name)
+            for item in fields(self)
+            if item.name != "cause" and not (item.name == "cost" and self.cost is None)
         }
 
     @classmethod
@@ -127,9 +150,13 @@ class ItemResult:
         return cls(**data)
 
 
-def usage_report(results: list[ItemResult]) -> dict[str, Any]:
+def usage_report(results: list[ItemResult], currency: str | None = None) -> dict[str, Any]:
     """``usage`` as pushed: what this task instance paid (over all its tries) at the top level,
-    and under ``reused`` what it reused of other task instances' or earlier runs' edits."""
+    and under ``reused`` what it reused of other task instances' or earlier runs' edits.
+
+    :param currency: the pricing table's; then each part carries ``cost`` when every edit in
+        it had one, and ``currency``.
+    """
     paid = [result for result in results if result.paid]
     reused = [result for result in results if result.reused and not result.paid]
     earlier = [payment for result in results for payment in result.earlier]
@@ -145,7 +172,40 @@ def usage_report(results: list[ItemResult]) -> dict[str, Any]:
         "requests": len(reused),
         "images": sum(result.images for result in reused),
     }
+    if currency is not None:
+        costs = [result.cost for result in paid] + [p.get("cost") for p in earlier]
+        reused_costs = [result.cost for result in reused]
+        for part, found in ((report, costs), (report["reused"], reused_costs)):
+            if None not in found:
+                part["cost"] = money(sum((Decimal(str(cost)) for cost in found), Decimal(0)))
+            part["currency"] = currency
     return report
+
+
+def with_cost(result: ItemResult, pricing: Pricing | None, model: str) -> ItemResult:
+    """The result with the cost of its usage by ``pricing`` (paid or reused edits), when the
+    model has a price and the usage holds every count it charges."""
+    price = pricing.price_of(model) if pricing is not None else None
+    if price is None or result.cost is not None or not (result.paid or result.reused):
+        return result
+    cost = cost_of(price, result.usage, result.images)
+    return replace(result, cost=money(cost)) if cost is not None else result
+
+
+def summary(results: list[ItemResult], usage: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``summary`` XCom: counts of items by outcome, and the tokens paid and reused, from
+    ``usage`` as ``usage_report`` gave it; small whatever the batch's size."""
+    started = [result for result in results if result.started]
+    return {
+        "items": len(results),
+        "edited": sum(1 for result in started if not result.error and not result.reused),
+        "reused": sum(1 for result in started if not result.error and result.reused),
+        "failed": sum(1 for result in started if result.error),
+        "not_started": len(results) - len(started),
+        "paid_tokens": usage.get("total_tokens", 0),
+        "reused_tokens": usage["reused"].get("total_tokens", 0),
+        **{key: usage[key] for key in ("cost", "currency") if key in usage},
+    }
 
 
 def _tokens(usage: dict[str, Any]) -> dict[str, Any]:
@@ -169,24 +229,3 @@ def sum_usage(usages: list[Mapping[str, Any]]) -> dict[str, Any]:
             else:
                 total[key] = total.get(key, 0) + value
     return total
-
-
-class BatchProgress:
-    """Counts finished items and logs ``37/200 edited, 2 retried, 0 failed`` on ``log``."""
-
-    def __init__(self, log: Any, total: int) -> None:
-        self.log, self.total = log, total
-        self.edited = self.retried = self.failed = 0
-
-    def add(self, result: ItemResult) -> None:
-        """Count one finished item and log the running totals."""
-        self.failed += bool(result.error)
-        self.edited += not result.error
-        self.retried += bool(result.retries)
-        self.log.info(
-            "%d/%d edited, %d retried, %d failed",
-            self.edited,
-            self.total,
-            self.retried,
-            self.failed,
-        )

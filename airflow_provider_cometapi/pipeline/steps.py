@@ -48,9 +48,14 @@ SEND = Send()
 def item_steps(job: ItemJob, gate: OrderedGate) -> Generator[Step, Any, ItemResult | None]:
     """The item's steps in order; a runner performs each and sends back its answer (or throws
     its error). Returns the item's result, or ``None`` when it was never started."""
+    budget = gate.budget
     settled = yield Blocking(job.prepare)
     if settled is not None and settled.error is not None:
         gate.check_failed(job.position)
+    if settled is not None and settled.paid and budget is not None and not budget.shared:
+        budget.paid_edit(job.params.model, settled.usage, settled.images)  # in an earlier try
+    if settled is None and budget is not None and budget.shared:  # read what the others spent
+        yield Blocking(partial(budget.refresh, gate.in_flight))
     if not (yield Turn(sending=settled is None)):
         yield Blocking(job.abandon)
         return None
@@ -63,6 +68,8 @@ def item_steps(job: ItemJob, gate: OrderedGate) -> Generator[Step, Any, ItemResu
         if isinstance(exc, CometAPIAuthError):  # no other request could succeed either
             gate.stop()
         return (yield Blocking(partial(job.failed, exc)))
+    if budget is not None:  # counted before the next request may start
+        budget.paid_edit(job.params.model, outcome.usage, len(outcome.images))
     gate.answered(ok=True)
     result = yield Blocking(partial(job.finish, outcome))
     if result.error is not None:

@@ -1,7 +1,9 @@
-"""Stage in-memory inputs in storage before deferring, so the triggerer reads paths, not bytes."""
+"""Before deferring, put in storage what the triggerer needs: in-memory inputs, and the plan of
+every item (one JSONL line each), so the trigger's arguments stay small whatever the count."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -17,17 +19,22 @@ if TYPE_CHECKING:
     from airflow_provider_cometapi.storage.sources import Source
 
 STAGING_FOLDER = ".cometapi-staging"
+PLAN_FILE = "plan.jsonl"
 
 
-def stage_inputs(
-    work: list[Work], context: Context, conn_id: str | None
-) -> tuple[list[Work], list[str]]:
-    """The items with every inline input of their plans written to storage, and the URIs of
-    what was staged. Settled items pass through; an input several plans share is staged once."""
+def staging_root(output_path: str, context: Context) -> str:
+    """``<output folder>/.cometapi-staging/<dag>/<run>/<task>-<map index>/``."""
+    folder = output_folder(output_path)
+    ti = context["ti"]
+    parts = [ti.dag_id, ti.run_id, f"{ti.task_id}-{getattr(ti, 'map_index', -1)}"]
+    return folder + STAGING_FOLDER + "/" + "/".join(safe_stem(str(part)) for part in parts) + "/"
+
+
+def stage_inputs(work: list[Work], root: str, conn_id: str | None) -> list[Work]:
+    """The items with every inline input of their plans written under ``root``. Settled items
+    pass through; an input several plans share is staged once."""
     from airflow_provider_cometapi.pipeline.plans import ItemPlan
 
-    plans = [item for item in work if isinstance(item, ItemPlan)]
-    root = _staging_root(plans[0].output_path, context)
     staged: dict[tuple[str, str], StoredSource] = {}
 
     def place(source: Source, name: str) -> Source:
@@ -53,25 +60,49 @@ def stage_inputs(
             ],
         )
 
-    return [placed(item) if isinstance(item, ItemPlan) else item for item in work], [
-        source.location for source in staged.values()
-    ]
+    return [placed(item) if isinstance(item, ItemPlan) else item for item in work]
 
 
-def remove_staged(uris: list[str], conn_id: str | None) -> None:
-    """Delete staged inputs (best effort: they are only copies)."""
-    for uri in uris:
-        try:
-            path = storage_path(uri, conn_id)
-            if path.exists():
-                path.unlink()
-        except Exception:
-            continue
+def write_plan(work: list[Work], root: str, conn_id: str | None) -> str:
+    """Write each item (its plan to run, or its settled result) as a line; the file's URI."""
+    from airflow_provider_cometapi.pipeline.records import ItemResult
+
+    path = storage_path(root + PLAN_FILE, conn_id)
+    if path.protocol in ("", "file", "local"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        for item in work:
+            line = (
+                {"result": item.to_json()}
+                if isinstance(item, ItemResult)
+                else {"plan": item.to_json()}
+            )
+            handle.write(json.dumps(line) + "\n")
+    return str(path)
 
 
-def _staging_root(output_path: str, context: Context) -> str:
-    """``<output folder>/.cometapi-staging/<dag>/<run>/<task>-<map index>/``."""
-    folder = output_folder(output_path)
-    ti = context["ti"]
-    parts = [ti.dag_id, ti.run_id, f"{ti.task_id}-{getattr(ti, 'map_index', -1)}"]
-    return folder + STAGING_FOLDER + "/" + "/".join(safe_stem(str(part)) for part in parts) + "/"
+def read_plan(uri: str, conn_id: str | None) -> list[Work]:
+    """The items ``write_plan`` wrote, in order."""
+    from airflow_provider_cometapi.pipeline.plans import ItemPlan
+    from airflow_provider_cometapi.pipeline.records import ItemResult
+
+    work: list[Work] = []
+    with storage_path(uri, conn_id).open("r") as handle:
+        for text in handle:
+            line = json.loads(text)
+            work.append(
+                ItemPlan.from_json(line["plan"])
+                if "plan" in line
+                else ItemResult.from_json(line["result"])
+            )
+    return work
+
+
+def remove_staging(root: str, conn_id: str | None) -> None:
+    """Delete the staged inputs and the plan (best effort: they are only copies)."""
+    try:
+        path = storage_path(root, conn_id)
+        if path.exists():
+            path.fs.rm(path.path, recursive=True)
+    except Exception:
+        return

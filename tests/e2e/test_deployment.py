@@ -7,6 +7,7 @@ import json
 import pytest
 
 from airflow_provider_cometapi.samples import PAPER_BOAT
+from tests.dagrun import report_lines
 from tests.e2e.deployment import Deployment, group_alive
 from tests.imaging import decode
 from tests.naming import batch_output
@@ -95,13 +96,14 @@ def test_deferrable_batch_runs_on_the_triggerer_and_schedules_the_report(deploym
         f"file://{out}/batch/{batch_output(name, f'file://{inbox}/{name}.png')}"
         for name in ("a", "b")
     ]
-    assert deployment.xcom(dag_id, run_id, "edit_folder", "return_value") == outputs
+    report = deployment.xcom(dag_id, run_id, "edit_folder", "return_value")
+    items = report_lines(report)
+    assert [uri for item in items for uri in item["outputs"]] == outputs
     logs = deployment.task_logs(dag_id, run_id, "edit_folder")
     assert "Pausing task as DEFERRED" in logs["attempt=1.log"]
     (trigger_log,) = [text for name, text in logs.items() if ".trigger." in name]
     assert trigger_log.count("airflow_provider_cometapi.hooks.cometapi_async") == 2
     assert "Trigger fired event" in trigger_log
-    items = deployment.xcom(dag_id, run_id, "edit_folder", "items")
     for item in items:
         assert item["usage"] == billed_usage(deployment, item["request_id"])
 

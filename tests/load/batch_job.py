@@ -39,6 +39,9 @@ def main(sources: str, output: str, run_date: datetime = LOGICAL_DATE) -> int:
     path.write_text(DAG_SOURCE.format(sources=sources, output=output))
     from airflow.utils import db
 
+    from airflow_provider_cometapi.storage import report
+
+    report.PART_SECONDS = 0.5  # a part of the report at least this often, so a kill leaves some
     db.initdb()
     spec = importlib.util.spec_from_file_location("cometapi_load_batch", path)
     assert spec is not None

@@ -123,7 +123,7 @@ def test_1000_edits_with_429s_and_5xx_pay_once_each(
     seconds = time.monotonic() - started
 
     assert outcome.state == "success"
-    outputs = outcome.xcom("batch")
+    outputs = outcome.outputs("batch")
     assert len(outputs) == len(set(outputs)) == EDITS
     assert len(files_in(tmp_path / "out")) == EDITS
     billed = flaky_gateway.billed
@@ -172,8 +172,9 @@ def test_a_killed_run_resumes_without_paying_twice(run_dag, inbox, tmp_path, fla
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
+    parts = output / ".cometapi-reports"
     while time.monotonic() < deadline and job.poll() is None:
-        if output.exists() and len(files_in(output)) >= 300:
+        if output.exists() and len(files_in(output)) >= 300 and any(parts.rglob("try-1-*")):
             break
         time.sleep(0.05)
     job.send_signal(signal.SIGKILL)
@@ -189,6 +190,12 @@ def test_a_killed_run_resumes_without_paying_twice(run_dag, inbox, tmp_path, fla
     done_before = len(files_in(output))
     assert 300 <= done_before < EDITS
     billed_before = len(flaky_gateway.billed)
+    # the killed try left its report in parts, each whole JSONL, each line an item it finished
+    partial = [
+        json.loads(line) for p in parts.rglob("try-1-*") for line in p.read_text().splitlines()
+    ]
+    assert 0 < len(partial) <= done_before
+    assert all(line["error"] is None and line["outputs"] for line in partial)
 
     # the retry: the same DAG run and task instance as the killed job's, so the same keys
     outcome = run_dag(
@@ -197,7 +204,9 @@ def test_a_killed_run_resumes_without_paying_twice(run_dag, inbox, tmp_path, fla
 
     assert outcome.state == "success"
     assert len(files_in(output)) == EDITS
-    items = outcome.xcom("batch", "items")
+    items = outcome.report("batch")
+    assert [item["position"] for item in items] == list(range(EDITS))
+    assert [p.name for p in parts.rglob("*") if p.is_file()] == ["batch.jsonl"]  # parts gone
     assert sum(item["reused"] for item in items) == len(recorded)
     assert all(item["paid"] for item in items)  # this task instance paid for all, once
     usage = outcome.xcom("batch", "usage")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dagrun import files_in
+from tests.dagrun import files_in, report_lines
 from tests.imaging import image_bytes
 
 JOB = Path(__file__).with_name("batch_job.py")
@@ -76,6 +76,8 @@ def test_two_runs_at_once_into_one_folder_pay_once_per_item(
     assert len(files_in(output)) == ITEMS
     assert list((output / ".cometapi-claims").iterdir()) == []  # every claim released
     second_text = second_log.read_text()
-    assert second_text.count("Reusing the outputs of") == ITEMS
+    (report,) = (output / ".cometapi-reports").rglob("manual__2026-01-02*/batch.jsonl")
+    lines = report_lines(str(report))
+    assert [(line["reused"], line["paid"]) for line in lines] == [(True, False)] * ITEMS
     assert f"Reused {ITEMS} image(s) from an earlier run (nothing paid)" in second_text
     assert "Edited " not in second_text

@@ -15,7 +15,7 @@ from tests.s3 import visible_keys
 
 BOAT = PAPER_BOAT.read_bytes()
 BROKEN = b"\x89PNG\r\n\x1a\n broken"  # fails validation, so it is never sent
-PROGRESS = re.compile(r"\] (\d+/\d+ edited, \d+ retried, \d+ failed) \[[\w.]*\.(\w+)\]")
+PROGRESS = re.compile(r"\] ((?:Editing|\d+/\d+ done:) [^\[]*?) +\[[\w.]*\.(\w+)\]")
 
 
 def inbox(tmp_path, count):
@@ -48,9 +48,9 @@ def test_batch_edits_a_prefix_in_source_order(
     assert outcome.state == "success"
     names = [batch_output(f"boat{i:02d}", f"file://{folder}/boat{i:02d}.png") for i in range(6)]
     expected = [f"file://{tmp_path}/out/{name}" for name in names]
-    assert outcome.xcom("batch") == expected
+    assert outcome.outputs("batch") == expected
     assert files_in(tmp_path / "out") == sorted(names)
-    items = outcome.xcom("batch", "items")
+    items = outcome.report("batch")
     assert [item["source"] for item in items] == [
         f"file://{folder}/boat{i:02d}.png" for i in range(6)
     ]
@@ -92,7 +92,7 @@ def test_batch_continue_writes_what_it_can_then_fails(
 
     assert outcome.states() == {("batch", -1): "failed"}
     assert "CometAPIBatchError" in "".join(capfd.readouterr())
-    items = outcome.xcom("batch", "items")
+    items = outcome.report("batch")
     assert [bool(item["error"]) for item in items] == [False, True, False]
     assert len(cometapi_emulator.requests) == 2  # the broken file was never sent
     assert len(triggerer_posts()) == (2 if deferrable else 0)
@@ -111,7 +111,7 @@ def test_batch_fail_stops_starting_new_items(run_dag, tmp_path, cometapi_emulato
     outcome = run_dag(batch_task(repr(f"{folder}/"), f"{tmp_path}/out/", max_concurrency=1))
 
     assert outcome.states() == {("batch", -1): "failed"}
-    items = outcome.xcom("batch", "items")
+    items = outcome.report("batch")
     errors = sorted(item["error"]["type"] for item in items)
     assert errors == ["CometAPIBadRequestError"] + ["CometAPIBatchError"] * 4  # 4 not started
     assert len(cometapi_emulator.requests) == 1
@@ -145,7 +145,7 @@ def test_batch_of_inline_base64_sources_with_a_mask(run_dag, tmp_path, cometapi_
     )
 
     assert outcome.state == "success"
-    assert [p.rsplit("/", 1)[1] for p in outcome.xcom("batch")] == [
+    assert [p.rsplit("/", 1)[1] for p in outcome.outputs("batch")] == [
         batch_output("image", encoded),
         batch_output("paper-boat", str(PAPER_BOAT)),
     ]
@@ -248,7 +248,7 @@ def test_deferrable_continue_skips_a_bad_inline_input(
     )
 
     assert outcome.states() == {("batch", -1): "failed"}
-    items = outcome.xcom("batch", "items")
+    items = outcome.report("batch")
     assert [bool(item["error"]) for item in items] == [False, True, False]
     assert items[1]["error"]["type"] == "CometAPIValidationError"
     assert len(cometapi_emulator.billed) == 2
@@ -273,14 +273,16 @@ def test_batch_logs_the_same_progress_lines_on_worker_and_triggerer(
     )
 
     assert outcome.states() == {("batch", -1): "failed"}
-    assert [item["retries"] for item in outcome.xcom("batch", "items")] == [1, 0, 1]
+    assert [item["retries"] for item in outcome.report("batch")] == [1, 0, 1]
     logger = "CometImageEditTrigger" if deferrable else "CometImageEditBatchOperator"
     lines = PROGRESS.findall("".join(capfd.readouterr()))
     assert {name for _, name in lines} == {logger}
-    # one line per finished item, in the order they finish (a broken input may fail first)
-    counts = [[int(n) for n in re.findall(r"\d+", line)] for line, _ in lines]
-    assert [edited + failed for edited, _, _, failed in counts] == [1, 2, 3]
-    assert lines[-1][0] == "2/3 edited, 2 retried, 1 failed"
+    # a start line and an end line: a batch this quick has no progress line between them
+    report = outcome.xcom("batch", "report")
+    assert [line for line, _ in lines] == [
+        f"Editing 3 item(s), up to 1 in flight; report: {report}",
+        "3/3 done: 2 edited, 0 reused, 2 retried, 1 failed",
+    ]
     assert len(cometapi_emulator.requests) == 4
     assert len(triggerer_posts()) == (4 if deferrable else 0)
 
@@ -327,7 +329,7 @@ def test_a_refused_key_stops_a_continue_batch(
     )
 
     assert outcome.states() == {("batch", -1): "failed"}
-    errors = [item["error"]["type"] for item in outcome.xcom("batch", "items")]
+    errors = [item["error"]["type"] for item in outcome.report("batch")]
     assert errors == ["CometAPIAuthError"] + ["CometAPIBatchError"] * 5
     assert len(cometapi_emulator.requests) == 1
     assert len(triggerer_posts()) == (1 if deferrable else 0)

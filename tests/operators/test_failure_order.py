@@ -24,6 +24,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from airflow_provider_cometapi.exceptions import CometAPIBatchError
 from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOperator
 from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
+from tests.dagrun import report_lines
 from tests.imaging import image_bytes, png_chunk
 
 REPEATS = 20
@@ -70,7 +71,7 @@ class Recorder(SimpleNamespace):
 
 
 def run_batch(folder, output, limit, *, deferrable):
-    """The batch's ``items`` XCom after running it on the worker, or through the trigger."""
+    """The batch's report after running it on the worker, or through the trigger."""
     operator = CometImageEditBatchOperator(
         task_id="batch",
         prompt="Add a ribbon",
@@ -90,7 +91,7 @@ def run_batch(folder, output, limit, *, deferrable):
         finish = functools.partial(operator.execute_complete, context, event)
     with pytest.raises(CometAPIBatchError):
         finish()
-    return ti.pushed["items"]
+    return report_lines(ti.pushed["report"])
 
 
 async def first_event(trigger: CometImageEditTrigger) -> dict:

@@ -171,7 +171,7 @@ def test_a_growing_inbox_pays_only_for_the_new_image(
     assert second.state == "success"
     assert len(cometapi_emulator.billed) == 11
     assert set(files_in(out)) == names | {batch_output("a00", f"file://{folder}/a00.png")}
-    items = second.xcom("batch", "items")
+    items = second.report("batch")
     assert [item["reused"] for item in items] == [False] + [True] * 10
     usage = second.xcom("batch", "usage")
     assert (usage["requests"], usage["reused"]["requests"]) == (1, 10)
@@ -250,7 +250,7 @@ def test_a_retry_counts_what_this_task_instance_paid_once_and_sends_the_same_key
 
     assert outcome.state == "success"
     assert len(cometapi_emulator.billed) == 2
-    items = outcome.xcom("batch", "items")
+    items = outcome.report("batch")
     assert [(item["reused"], item["paid"]) for item in items] == [(True, True), (False, True)]
     usage = outcome.xcom("batch", "usage")
     assert (usage["requests"], usage["reused"]["requests"]) == (2, 0)  # b0 paid in try 1

@@ -128,7 +128,7 @@ def test_a_retried_batch_pays_only_for_the_items_left(
 
     assert second.state == "success"
     assert len(cometapi_emulator.billed) == 6
-    items = second.xcom("batch", "items")
+    items = second.report("batch")
     assert [item["reused"] for item in items] == [True, True, True, True, False, False]
     assert [item["paid"] for item in items] == [False, False, False, False, True, True]
     assert files_in(tmp_path / "out") == sorted(

@@ -53,7 +53,7 @@ def test_a_long_unreadable_batch_source_is_echoed_only_as_an_excerpt(
 
     logs = "".join(capfd.readouterr())
     assert outcome.states() == {("batch", -1): "failed"}
-    bad, good = outcome.xcom("batch", "items")
+    bad, good = outcome.report("batch")
     assert bad["source"] == shown(LONG)
     assert bad["error"]["type"] == "CometAPISourceError"
     assert len(json.dumps(bad)) < 1024

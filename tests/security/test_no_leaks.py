@@ -26,6 +26,7 @@ from airflow_provider_cometapi.operators.image_edit import (
 )
 from airflow_provider_cometapi.samples import PAPER_BOAT
 from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
+from tests.dagrun import report_lines
 from tests.settings import PLANTED_KEY
 
 BOAT_B64 = base64.b64encode(PAPER_BOAT.read_bytes()).decode()
@@ -167,7 +168,7 @@ def test_planted_key_is_absent_from_every_trace_of_a_run(
         for entry in raised:
             expected = "CometAPIBatchError" if entry["task"].startswith("batch") else error
             assert entry["type"] == expected
-        items = [value for task, key, value in xcoms if key == "items"]
+        items = [report_lines(value) for task, key, value in xcoms if key == "report"]
         types = [item["error"]["type"] for value in items for item in value]
         if fault == "status=401":  # a refused key stops the batch: an item that has not sent
             # by then never does, and is recorded as not started (which one varies by timing)
@@ -188,6 +189,9 @@ def test_planted_key_is_absent_from_every_trace_of_a_run(
         "raw exceptions": [text for entry in raised for text in entry["texts"]],
         "metadata DB": metadata_db_rows(),
         "emulator records": [json.dumps(cometapi_emulator.requests)],
+        "files written": [
+            path.read_text(errors="replace") for path in tmp_path.rglob("*") if path.is_file()
+        ],
     }
     leaking = [where for where, found in texts.items() if any(PLANTED_KEY in t for t in found)]
     assert leaking == []
@@ -205,7 +209,8 @@ def test_reprs_of_operators_hooks_triggers_and_clients_hide_the_key(cometapi_con
     assert hook.settings.api_key == PLANTED_KEY  # loaded, so a careless repr would show it
     forked = batch.hook.fork()
     trigger = CometImageEditTrigger(
-        items=[{"sources": [str(PAPER_BOAT)], "output_path": f"{tmp_path}/"}],
+        plan=f"{tmp_path}/plan.jsonl",
+        conn_id=None,
         params={"prompt": "x", "model": hook.settings.default_model},
         scope={"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1, "try_number": 1},
         cometapi_conn_id=hook.cometapi_conn_id,

@@ -183,7 +183,7 @@ def test_hostile_source_names_are_written_inside_the_output_folder(
     assert outcome.state == "success"
     assert len(cometapi_emulator.billed) == len(HOSTILE)
     if body is BATCH:
-        written = outcome.xcom("edit")
+        written = outcome.outputs("edit")
     else:
         written = [uri for uris in outcome.xcoms("edit").values() for uri in uris]
     expected = [  # every source has the same bytes: batch items differ by occurrence

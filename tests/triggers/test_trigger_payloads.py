@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from operator import itemgetter
 from types import SimpleNamespace
 
 import pytest
@@ -20,14 +21,16 @@ from airflow_provider_cometapi.operators.image_edit import (
     CometImageEditOperator,
 )
 from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
+from airflow_provider_cometapi.storage.report import read_parts
 from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
+from tests.dagrun import report_lines
 
 BOAT = PAPER_BOAT.read_bytes()
 MASK = PAPER_BOAT_MASK.read_bytes()
 B64 = base64.b64encode(BOAT).decode()
 URL_SAFE_B64 = base64.urlsafe_b64encode(BOAT).decode()
 MAX_PAYLOAD = 4096  # characters of JSON for one item
-MAX_PER_BATCH_ITEM = 1024
+MAX_BATCH_PAYLOAD = 1024  # characters of JSON, whatever the number of items
 
 FORMS = {
     "base64 text": {"image": B64},
@@ -96,12 +99,15 @@ def test_trigger_kwargs_and_event_hold_no_image_bytes(
     )
     classpath, kwargs = deferral(operator).serialize()
     assert_small_and_imageless(kwargs)
-    assert len(kwargs["staged"]) == 1  # the one in-memory input travels as a staged path
+    (line,) = report_lines(kwargs["plan"])  # the in-memory input travels as a staged path
+    plan = line["plan"]
+    locations = [source["location"] for source in [*plan["sources"], plan["mask"]] if source]
+    assert [location.endswith(".staged") for location in locations].count(True) == 1
 
     event = fire(classpath, json.loads(json.dumps(kwargs)))
 
     assert_small_and_imageless(event)
-    (item,) = event["items"]
+    (item,) = event["lines"]
     assert item["error"] is None
     assert len(item["outputs"]) == 1
     (sent,) = cometapi_emulator.requests
@@ -125,13 +131,14 @@ def test_a_batch_of_every_form_and_a_long_unreadable_input_defers_small(
         deferrable=True,
     )
     classpath, kwargs = deferral(operator).serialize()
-    text = assert_small_and_imageless(kwargs, MAX_PER_BATCH_ITEM * len(sources))
+    text = assert_small_and_imageless(kwargs, MAX_BATCH_PAYLOAD)  # whatever the count
     assert unreadable[:120] not in text
 
     event = fire(classpath, json.loads(json.dumps(kwargs)))
 
-    assert_small_and_imageless(event, MAX_PER_BATCH_ITEM * len(sources))
-    first, *others = event["items"]
+    assert_small_and_imageless(event, MAX_BATCH_PAYLOAD)
+    assert event["lines"] == []  # each item's line went to the report's parts
+    first, *others = sorted(read_parts(kwargs["report"], None, 1), key=itemgetter("position"))
     assert first["error"]["type"] == "CometAPISourceError"
     assert first["source"] == f"{unreadable[:79]}…{unreadable[-40:]}"  # 120 characters
     assert len(first["error"]["message"]) < 400

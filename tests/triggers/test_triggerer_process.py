@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from operator import itemgetter
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +17,9 @@ from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOp
 from airflow_provider_cometapi.pipeline.plans import ItemPlan
 from airflow_provider_cometapi.pipeline.scope import TaskScope
 from airflow_provider_cometapi.samples import PAPER_BOAT
+from airflow_provider_cometapi.storage.report import read_parts
 from airflow_provider_cometapi.storage.sources import StoredSource
+from airflow_provider_cometapi.storage.staging import write_plan
 from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
 from tests.imaging import decode
 
@@ -81,19 +84,17 @@ def test_trigger_runs_in_a_real_triggerer(run_dag, tmp_path, cometapi_emulator):
         EmptyOperator(task_id="edit")
         """
     )
+    plan = ItemPlan(
+        sources=[StoredSource(str(PAPER_BOAT))],
+        mask=None,
+        output_path=f"{tmp_path}/out/",
+        output_conn_id=None,
+        map_index=-1,
+        label=str(PAPER_BOAT),
+    )
     trigger = CometImageEditTrigger(
-        items=[
-            {
-                "plan": ItemPlan(
-                    sources=[StoredSource(str(PAPER_BOAT))],
-                    mask=None,
-                    output_path=f"{tmp_path}/out/",
-                    output_conn_id=None,
-                    map_index=-1,
-                    label=str(PAPER_BOAT),
-                ).to_json()
-            }
-        ],
+        plan=write_plan([plan], f"{tmp_path}/staging/", None),
+        conn_id=None,
         params=EditParams(prompt="Add a ribbon", model="gpt-image-2", n=2).to_dict(),
         scope=TaskScope(outcome.dag_id, outcome.run_id, "edit", -1, 1).to_json(),
         cometapi_conn_id="cometapi_default",
@@ -105,7 +106,7 @@ def test_trigger_runs_in_a_real_triggerer(run_dag, tmp_path, cometapi_emulator):
     assert resumed is not None, (tmp_path / "triggerer.log").read_text()[-3000:]
     state, next_kwargs = resumed
     assert str(state) == "scheduled"
-    (item,) = next_kwargs["event"]["items"]
+    (item,) = next_kwargs["event"]["lines"]
     assert item["error"] is None
     assert item["outputs"] == [
         f"file://{tmp_path}/out/paper-boat-0.png",
@@ -148,7 +149,9 @@ def test_a_refused_item_stops_a_batch_in_a_real_triggerer_as_on_the_worker(
     resumed, returncode = run_triggerer(ti_id, tmp_path / "triggerer.log")
 
     assert resumed is not None, (tmp_path / "triggerer.log").read_text()[-3000:]
-    items = resumed[1]["event"]["items"]
+    event = resumed[1]["event"]
+    assert event["lines"] == []  # each item's line went to the report's parts
+    items = sorted(read_parts(deferred.value.trigger.report, None, 1), key=itemgetter("position"))
     errors = [item["error"]["type"] if item["error"] else None for item in items]
     assert errors == [None] * 3 + ["CometAPIBadRequestError"] + ["CometAPIBatchError"] * 4
     sent = sorted(r["files"][0]["filename"] for r in cometapi_emulator.requests if r["files"])
