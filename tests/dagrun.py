@@ -70,6 +70,18 @@ class Outcome:
             return {row.map_index: row.value for row in rows}
 
 
+def batch_task(sources: str, output: str, **extra: object) -> str:
+    """A DAG body of one ``CometImageEditBatchOperator`` task, ``batch``: ``sources`` as Python
+    source text, the other arguments as values (``prompt`` "Add a ribbon" unless given)."""
+    extra.setdefault("prompt", "Add a ribbon")
+    options = "".join(f", {key}={value!r}" for key, value in extra.items())
+    return (
+        "from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOperator\n"
+        f"CometImageEditBatchOperator(task_id='batch', sources={sources}, "
+        f"output_path={output!r}{options})"
+    )
+
+
 def report_lines(uri: str, conn_id: str | None = None) -> list[dict[str, Any]]:
     """The lines of a JSONL report in storage."""
     import json

@@ -194,19 +194,9 @@ class _CometImageEditBase(BaseOperator):
         scope = TaskScope.of(context, reuse_outputs=self.reuse_outputs, replace=self.replace)
         budget = self._budget(plans, params, scope)
         parked = ledger.parked(context)
-        if self.deferrable:
-            return self._defer(
-                context,
-                plans,
-                params,
-                scope,
-                parked,
-                limit=limit,
-                on_item_failure=on_item_failure,
-                report=report,
-                budget=budget,
-            )
-        return self._run(
+        runner = self._defer if self.deferrable else self._run
+        return runner(
+            context,
             plans,
             params,
             scope,
@@ -247,6 +237,7 @@ class _CometImageEditBase(BaseOperator):
 
     def _run(
         self,
+        context: Context,
         plans: list[ItemPlan],
         params: EditParams,
         scope: TaskScope,

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
-from tests.dagrun import files_in
+from tests.dagrun import batch_task, files_in
 from tests.imaging import decode
 from tests.naming import batch_output
 from tests.s3 import visible_keys
@@ -25,15 +25,6 @@ def inbox(tmp_path, count):
         (folder / f"boat{i:02d}.png").write_bytes(BOAT)
     (folder / "readme.txt").write_text("not an image")
     return folder
-
-
-def batch_task(sources: str, output: str, **extra: object) -> str:
-    options = "".join(f", {key}={value!r}" for key, value in extra.items())
-    return (
-        "from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOperator\n"
-        f'CometImageEditBatchOperator(task_id="batch", prompt="Add a ribbon", sources={sources}, '
-        f"output_path={output!r}{options})"
-    )
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.dagrun import batch_task
 from tests.imaging import image_bytes
 
 PRICES = {"input_text_per_1m": 5, "input_image_per_1m": 8, "output_per_1m": 30}
@@ -20,15 +21,6 @@ def inbox(tmp_path, count: int):
     for i in range(count):
         (folder / f"i{i:02d}.png").write_bytes(image_bytes((64, 48)))
     return folder
-
-
-def batch_task(sources: str, output: str, **extra: object) -> str:
-    options = "".join(f", {key}={value!r}" for key, value in extra.items())
-    return (
-        "from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOperator\n"
-        f"CometImageEditBatchOperator(task_id='batch', prompt='Add a ribbon', sources={sources}, "
-        f"output_path={output!r}{options})"
-    )
 
 
 def expected_cost(usage: dict) -> float:

@@ -6,24 +6,20 @@ from __future__ import annotations
 import csv
 import json
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 
 from airflow_provider_cometapi.samples import PAPER_BOAT
+from tests.dagrun import batch_task
 from tests.imaging import decode, image_bytes
 from tests.naming import batch_output
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 BOAT = PAPER_BOAT.read_bytes()
 BROKEN = b"\x89PNG\r\n\x1a\n broken"
-
-
-def batch_task(sources: str, output: str, **extra: object) -> str:
-    options = "".join(f", {key}={value!r}" for key, value in extra.items())
-    return (
-        "from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOperator\n"
-        f"CometImageEditBatchOperator(task_id='batch', sources={sources}, "
-        f"output_path={output!r}{options})"
-    )
 
 
 def prompts_sent(emulator) -> dict[str, str]:
@@ -40,6 +36,19 @@ def products(tmp_path, count: int = 3) -> list[dict]:
         path.write_bytes(BOAT)
         rows.append({"image": str(path), "product": f"lamp {i}", "sku": f"SKU-{i}"})
     return rows
+
+
+def inbox_batch(tmp_path, count: int, broken: Callable[[int], bool]) -> str:
+    """A batch over an inbox of ``count`` small images, those ``broken(i)`` broken files, that
+    goes on past failures with 8 requests in flight."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    small = image_bytes((64, 48))
+    for i in range(count):
+        (folder / f"i{i:03d}.png").write_bytes(BROKEN if broken(i) else small)
+    return batch_task(
+        repr(f"{folder}/"), f"{tmp_path}/out/", max_concurrency=8, on_item_failure="continue"
+    )
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
@@ -148,21 +157,7 @@ def test_bad_rows_under_continue_fail_alone_with_their_line(run_dag, tmp_path, c
 def test_the_report_has_one_line_per_source_and_the_xcoms_stay_small(
     run_dag, tmp_path, cometapi_emulator
 ):
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    small = image_bytes((64, 48))
-    for i in range(120):
-        (folder / f"i{i:03d}.png").write_bytes(BROKEN if i % 40 == 7 else small)
-
-    outcome = run_dag(
-        batch_task(
-            repr(f"{folder}/"),
-            f"{tmp_path}/out/",
-            prompt="Add a ribbon",
-            max_concurrency=8,
-            on_item_failure="continue",
-        )
-    )
+    outcome = run_dag(inbox_batch(tmp_path, 120, broken=lambda i: i % 40 == 7))
 
     assert outcome.state == "failed"
     lines = outcome.report("batch")
@@ -197,21 +192,7 @@ def test_the_report_has_one_line_per_source_and_the_xcoms_stay_small(
 def test_the_log_stays_short_however_many_items_fail(run_dag, tmp_path, cometapi_emulator, capfd):
     from airflow_provider_cometapi.pipeline.progress import WARNING_CAP
 
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    small = image_bytes((64, 48))
-    for i in range(90):
-        (folder / f"i{i:03d}.png").write_bytes(BROKEN if i % 3 == 0 else small)
-
-    outcome = run_dag(
-        batch_task(
-            repr(f"{folder}/"),
-            f"{tmp_path}/out/",
-            prompt="Add a ribbon",
-            max_concurrency=8,
-            on_item_failure="continue",
-        )
-    )
+    outcome = run_dag(inbox_batch(tmp_path, 90, broken=lambda i: i % 3 == 0))
 
     assert outcome.state == "failed"
     text = "".join(capfd.readouterr())
