@@ -12,13 +12,8 @@ import pytest
 
 from airflow_provider_cometapi.exceptions import CometAPIValidationError
 from airflow_provider_cometapi.pipeline import budget as budget_module
-from airflow_provider_cometapi.pipeline.budget import (
-    Budget,
-    BudgetRecord,
-    RunLedger,
-    SharedBudget,
-    Spending,
-)
+from airflow_provider_cometapi.pipeline.budget import Budget, SharedBudget
+from airflow_provider_cometapi.storage.budget_ledger import BudgetRecord, RunLedger, Spending
 
 
 def tokens(count):
