@@ -9,10 +9,18 @@ from benchmarks import (
     bench_hook,
     bench_memory,
     bench_parse,
+    bench_scale,
     bench_throughput,
 )
 
-BENCHMARKS = (bench_throughput, bench_hook, bench_memory, bench_deferrable, bench_parse)
+BENCHMARKS = (
+    bench_throughput,
+    bench_hook,
+    bench_memory,
+    bench_deferrable,
+    bench_parse,
+    bench_scale,
+)
 
 
 def main() -> None:
