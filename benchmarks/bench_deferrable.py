@@ -7,6 +7,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.support import (
     cometapi_connection,
@@ -16,6 +17,9 @@ from benchmarks.support import (
     reset_peak_rss,
     run_child,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_cometapi.pipeline.runners import Work
 
 EDITS = 200
 LATENCY = 5.0
@@ -51,6 +55,7 @@ def child() -> None:
     from airflow_provider_cometapi.pipeline.plans import ItemPlan, item_id
     from airflow_provider_cometapi.pipeline.scope import TaskScope
     from airflow_provider_cometapi.storage.sources import StoredSource
+    from airflow_provider_cometapi.storage.staging import write_plan
     from airflow_provider_cometapi.triggers.image_edit import CometImageEditTrigger
 
     inbox, work = Path(sys.argv[1]), Path(sys.argv[2])
@@ -58,22 +63,21 @@ def child() -> None:
     sources = sorted(inbox.iterdir())
 
     def trigger(count: int, output: str) -> CometImageEditTrigger:
-        items = [
-            {
-                "plan": ItemPlan(
-                    sources=[StoredSource(str(path))],
-                    mask=None,
-                    output_path=output,
-                    output_conn_id=None,
-                    map_index=-1,
-                    label=str(path),
-                    item=item_id([StoredSource(str(path))]),
-                ).to_json()
-            }
+        plans: list[Work] = [
+            ItemPlan(
+                sources=[StoredSource(str(path))],
+                mask=None,
+                output_path=output,
+                output_conn_id=None,
+                map_index=-1,
+                label=str(path),
+                item=item_id([StoredSource(str(path))]),
+            )
             for path in sources[:count]
         ]
         return CometImageEditTrigger(
-            items=items,
+            plan=write_plan(plans, f"{output}.plan/", None),
+            conn_id=None,
             params=params,
             scope=TaskScope("bench", "bench", "bench_deferred", -1, 1).to_json(),
             cometapi_conn_id="cometapi_default",
@@ -83,8 +87,8 @@ def child() -> None:
     async def fire(run: CometImageEditTrigger) -> list[dict]:
         events = [event async for event in run.run()]
         (event,) = events
-        items: list[dict] = event.payload["items"]
-        return items
+        lines: list[dict] = event.payload["lines"]  # no report: the event has every line
+        return lines
 
     # One item first: imports, the connection lookup and the storage registry, as in a warm
     # triggerer. The figures below are for the 200-item trigger alone.

@@ -40,7 +40,8 @@ class CallLog:
     """How the log names one call, the same on both transports.
 
     For example ``CometAPI POST /v1/images/edits for b3.png: attempt 1 of 3``. Each method returns
-    the arguments of one ``log.info`` call: a fixed format, then its values.
+    the arguments of one log call: a fixed format, then its values. Attempts are logged at DEBUG
+    (a batch sends thousands), retries at INFO.
     """
 
     method: str

@@ -257,7 +257,7 @@ class CometApiHook(BaseHook):
                 next_slot += 1
             else:
                 images.append(item)
-        self.log.info(
+        self.log.debug(
             "CometAPI edit done: %d image(s), %s total tokens, request id %s",
             len(images),
             streamed.usage.get("total_tokens", "unknown"),
@@ -343,7 +343,7 @@ class CometApiHook(BaseHook):
         call = CallLog.of(method, url, settings.base_url, authenticated=authenticated, label=label)
         retries = 0
         while True:
-            self.log.info(*call.attempt(retries + 1, policy.max_retries + 1))
+            self.log.debug(*call.attempt(retries + 1, policy.max_retries + 1))
             try:
                 response = self.session.request(
                     method,

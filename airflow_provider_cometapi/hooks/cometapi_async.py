@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 USER_AGENT = user_agent("httpx")
+POOL_SIZE = 16
 
 
 class AsyncCometApiClient:
@@ -47,31 +49,43 @@ class AsyncCometApiClient:
 
     _sleep = staticmethod(asyncio.sleep)
 
-    def __init__(self, settings: CometApiSettings) -> None:
+    def __init__(self, settings: CometApiSettings, *, connections: int = POOL_SIZE) -> None:
+        """:param connections: connections kept open between requests: as many as the requests
+        a caller has in flight (fewer would close connections that the next requests open
+        again). Requests take the pools in turn, each keeping at most ``POOL_SIZE`` open, since
+        httpcore scans a pool's every connection on every request; a pool never makes a
+        request wait for a connection (the caller bounds the requests in flight)."""
         import httpx
 
         self.settings = settings
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-            verify=settings.verify,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            headers={"User-Agent": USER_AGENT},
-        )
+        pools = -(-connections // POOL_SIZE)
+        per_pool = -(-connections // pools)
+        self._clients = [
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+                verify=settings.verify,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=per_pool),
+                headers={"User-Agent": USER_AGENT},
+            )
+            for _ in range(pools)
+        ]
+        self._turns = itertools.cycle(self._clients)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.settings.base_url!r})"
 
     @classmethod
-    async def connect(cls, conn_id: str) -> AsyncCometApiClient:
+    async def connect(cls, conn_id: str, *, connections: int = POOL_SIZE) -> AsyncCometApiClient:
         """A client for the ``cometapi`` connection ``conn_id``; the key is masked at once."""
         from airflow.sdk.bases.hook import BaseHook
 
         conn = await BaseHook.aget_connection(conn_id)
-        return cls(masked_settings(conn))
+        return cls(masked_settings(conn), connections=connections)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._client.aclose()
+        for client in self._clients:
+            await client.aclose()
 
     async def run_edit(
         self,
@@ -189,10 +203,12 @@ class AsyncCometApiClient:
         call = CallLog.of(method, url, settings.base_url, authenticated=authenticated, label=label)
         retries = 0
         while True:
-            log.info(*call.attempt(retries + 1, policy.max_retries + 1))
-            request = self._client.build_request(method, url, headers=headers, **kwargs)
+            log.debug(*call.attempt(retries + 1, policy.max_retries + 1))
+            client = next(self._turns)
+            request = client.build_request(method, url, headers=headers, **kwargs)
+            await request.aread()  # the multipart body in one piece: one write, not one a part
             try:
-                response = await self._client.send(request, stream=True)
+                response = await client.send(request, stream=True)
             except httpx.TransportError as exc:
                 failure = _classify(exc)
                 decision = policy.for_failure(retries, failure)

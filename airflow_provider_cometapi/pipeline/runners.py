@@ -8,8 +8,9 @@ same gate rule; they differ only in how they wait and send.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.exceptions import CometAPIBudgetError
@@ -111,9 +112,13 @@ def run_in_threads(
 
     pool = ThreadPoolExecutor(max_workers=2 * limit)
     batch.log.start(limit, report.location if report else None)
+    running: dict[Future[ItemResult | None], int] = {}
     try:
-        running = {pool.submit(run, p, plan): p for p, plan in batch.to_run()}
-        while running:
+        while True:
+            for position, plan in batch.more(2 * limit - len(running)):
+                running[pool.submit(run, position, plan)] = position
+            if not running:
+                break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 batch.finished(running.pop(future), future.result())
@@ -151,29 +156,31 @@ async def run_in_tasks(
     gate = AsyncGate(len(work), limit, stop_on_failure=on_item_failure == "fail", budget=budget)
     batch = _Batch(work, gate, log, report, _Prices(params, client.settings.pricing))
     probes = ProbedFolders()
-    under_way = asyncio.Semaphore(2 * limit)
 
     async def run(position: int, plan: ItemPlan) -> ItemResult | None:
-        async with under_way:
-            if gate.refuses(position):
-                return None
-            job = ItemJob(position, plan, params, scope, batch.log, probes)
-            steps = ItemSteps(job, gate)
-            try:
-                for step in steps:
-                    try:
-                        steps.answer(await _perform_async(step, job, gate, client))
-                    except Exception as exc:
-                        steps.fail(exc)
-            except BaseException:  # cancelled (the triggerer is stopping): leave nothing staged
-                steps.stopped()
-                raise
-            return steps.result
+        if gate.refuses(position):
+            return None
+        job = ItemJob(position, plan, params, scope, batch.log, probes)
+        steps = ItemSteps(job, gate)
+        try:
+            for step in steps:
+                try:
+                    steps.answer(await _perform_async(step, job, gate, client))
+                except Exception as exc:
+                    steps.fail(exc)
+        except BaseException:  # cancelled (the triggerer is stopping): leave nothing staged
+            steps.stopped()
+            raise
+        return steps.result
 
     batch.log.start(limit, report.location if report else None)
-    running = {asyncio.ensure_future(run(p, plan)): p for p, plan in batch.to_run()}
+    running: dict[asyncio.Future[ItemResult | None], int] = {}
     try:
-        while running:
+        while True:
+            for position, plan in batch.more(2 * limit - len(running)):
+                running[asyncio.ensure_future(run(position, plan))] = position
+            if not running:
+                break
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 batch.finished(running.pop(task), task.result())
@@ -227,8 +234,14 @@ class _Batch:
         self.log = BatchLog(log, len(work))
         self._results: list[ItemResult | None] = [None] * len(work)
         self._report_failed = False
+        self._to_run = self._plans()
 
-    def to_run(self) -> Generator[tuple[int, ItemPlan], None, None]:
+    def more(self, room: int) -> list[tuple[int, ItemPlan]]:
+        """Up to ``room`` more plans to start, in order, with their positions: a runner keeps
+        twice ``limit`` items under way, not the whole batch, so waiting on them stays cheap."""
+        return list(itertools.islice(self._to_run, max(room, 0)))
+
+    def _plans(self) -> Generator[tuple[int, ItemPlan], None, None]:
         """The plans to run with their positions; settled items are recorded on the way."""
         for position, item in enumerate(self.work):
             if isinstance(item, ItemResult):

@@ -89,7 +89,9 @@ class CometImageEditTrigger(BaseTrigger):
         scope = TaskScope.from_json(self.scope)
         work = await asyncio.to_thread(read_plan, self.plan, self.conn_id)
         parts = ReportParts(self.report, self.conn_id, scope.try_number) if self.report else None
-        client = await AsyncCometApiClient.connect(self.cometapi_conn_id)
+        client = await AsyncCometApiClient.connect(
+            self.cometapi_conn_id, connections=self.max_concurrency
+        )
         budget = (
             BudgetSpec(**self.budget).budget(
                 pricing=client.settings.pricing, scope=scope, conn_id=self.conn_id

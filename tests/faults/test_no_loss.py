@@ -302,11 +302,18 @@ def process_state(port: int) -> tuple[int, int, int]:
 
 
 def settled(port: int, done: Callable[[tuple[int, int, int]], bool]) -> tuple[int, int, int]:
-    """The state once ``done`` holds, or after 5 s; the emulator closes its ends asynchronously."""
+    """The state once ``done`` holds, or after 5 s; the emulator closes its ends asynchronously.
+
+    Each look starts with a garbage collection: after a read timeout, urllib3 leaves one pooled
+    connection in a reference cycle that only the collector closes, so without it the count
+    depends on when the collector last ran.
+    """
     deadline = time.monotonic() + 5.0
+    gc.collect()
     state = process_state(port)
     while not done(state) and time.monotonic() < deadline:
         time.sleep(0.05)
+        gc.collect()
         state = process_state(port)
     return state
 

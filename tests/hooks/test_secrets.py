@@ -102,7 +102,7 @@ def test_planted_key_appears_nowhere(
 
     stdout, stderr = capfd.readouterr()  # the hook logs through Airflow's structlog
     assert len(seen) > 40
-    assert "attempt 1 of 3" in stdout + stderr
+    assert "CometAPI POST /v1/images/edits: HTTP" in stdout + stderr  # the retry lines
     assert "retrying in" in stdout + stderr
     assert any("urllib3" in line for line in all_logs.lines)
     printed = [stdout, stderr, json.dumps(cometapi_emulator.requests)]

@@ -88,7 +88,7 @@ def test_both_transports_log_the_same_attempt_lines_naming_the_item(
     cometapi_conn, cometapi_emulator, no_sleeping, capfd, caplog
 ):
     cometapi_emulator.set_fault("status=429;retry_after=0;times=1")  # once per Idempotency-Key
-    caplog.set_level(logging.INFO, logger="airflow_provider_cometapi")
+    caplog.set_level(logging.DEBUG, logger="airflow_provider_cometapi")
     request = edit_request(image_bytes(), EditParams(prompt="Add a ribbon", model="gpt-image-2"))
     expected = [
         "CometAPI POST /v1/images/edits for b3.png: attempt 1 of 3",
@@ -100,10 +100,10 @@ def test_both_transports_log_the_same_attempt_lines_naming_the_item(
         hook.run_edit(request, MemorySink(), label="b3.png")
         asyncio.run(run_async(hook.settings, request, label="b3.png"))
 
-    printed = capfd.readouterr().out  # the hook logs through Airflow's structlog
-    where = [printed.find(line) for line in expected]
-    assert -1 not in where, printed
-    assert where == sorted(where)
+    printed = capfd.readouterr().out  # the hook logs through Airflow's structlog, at INFO
+    retry = expected[1]  # attempts are at DEBUG: a batch sends thousands
+    sync_lines = [line for line in printed.splitlines() if "CometApiHook" in line]
+    assert [retry in line for line in sync_lines if "CometAPI POST" in line] == [True], printed
     async_lines = [r.getMessage() for r in caplog.records if r.name.endswith("cometapi_async")]
     assert async_lines == expected
 
