@@ -129,8 +129,7 @@ def run_in_threads(
         pool.shutdown(wait=True, cancel_futures=True)
         for forked in hooks:
             forked.close()
-        if budget is not None:
-            budget.publish(0)
+        batch.publish_budget()
     results = batch.results()
     batch.write_report()
     return results
@@ -191,8 +190,7 @@ async def run_in_tasks(
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        if budget is not None:
-            await asyncio.to_thread(budget.publish, 0)
+        await asyncio.to_thread(batch.publish_budget)
     results = batch.results()
     await asyncio.to_thread(batch.write_report)
     return results
@@ -283,6 +281,16 @@ class _Batch:
         return CometAPIBudgetError(
             f"not started: the budget ({self.gate.budget.label}) was reached"
         )
+
+    def publish_budget(self) -> None:
+        """Tell a run-wide budget that none of this batch's requests is in flight any more
+        (blocking; a storage failure is logged, not raised over the batch's own outcome)."""
+        if self.gate.budget is None:
+            return
+        try:
+            self.gate.budget.publish(0)
+        except Exception as exc:
+            self.log.log.warning("Could not update the run's budget ledger: %s", exc)
 
     @property
     def report_due(self) -> bool:
