@@ -7,6 +7,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
+from airflow_provider_cometapi.emulator.drift import parse_drift
 from airflow_provider_cometapi.emulator.faults import FileFaults
 from airflow_provider_cometapi.emulator.server import EmulatorServer
 
@@ -30,6 +31,14 @@ def _fault_for(value: str) -> tuple[str, str]:
     return name, spec
 
 
+def _drift(value: str) -> float:
+    """Check one ``--drift SHARE``."""
+    try:
+        return parse_drift(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cometapi-emulator",
@@ -39,7 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
     parser.add_argument("--api-key", help="the one Bearer key accepted (default: any)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each edit")
-    parser.add_argument("--fault", help="fault for every edit, e.g. 'status=429;retry_after=2'")
+    parser.add_argument(
+        "--fault",
+        help="fault for every edit, e.g. 'status=429;retry_after=2', 'reset'; add 'billed' to"
+        " do and bill the edit first, then lose its answer, e.g. 'truncate;billed'",
+    )
     parser.add_argument(
         "--fault-for",
         action="append",
@@ -54,7 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--honour-idempotency",
         action="store_true",
-        help="replay a successful edit's response for a repeated Idempotency-Key, unbilled",
+        help="replay a billed edit's response for a repeated Idempotency-Key, unbilled",
+    )
+    parser.add_argument(
+        "--drift",
+        type=_drift,
+        default=0.0,
+        metavar="SHARE",
+        help="share (0 to 1) of the pixels a mask keeps that each edit changes anyway, as real"
+        " models do (default 0); the header x-emulator-drift sets it per request",
     )
     return parser
 
@@ -82,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             random_faults=args.random_faults,
             seed=args.seed,
             honour_idempotency=args.honour_idempotency,
+            drift=args.drift,
         )
     except ValueError as exc:
         parser.error(str(exc))

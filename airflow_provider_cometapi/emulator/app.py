@@ -16,8 +16,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
+from airflow_provider_cometapi.emulator.drift import DRIFT_HEADER, parse_drift
 from airflow_provider_cometapi.emulator.editing import compute_usage, edit_images
 from airflow_provider_cometapi.emulator.errors import EmulatorError, invalid_request
+from airflow_provider_cometapi.emulator.families import LISTED_MODELS, Family
 from airflow_provider_cometapi.emulator.faults import HANG_SECONDS, FaultSpec, parse_fault
 from airflow_provider_cometapi.emulator.records import request_record
 from airflow_provider_cometapi.emulator.responses import error_response, fault_response
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
     from airflow_provider_cometapi.emulator.state import EmulatorState
 
 FAULT_HEADER = "x-emulator-fault"
-MODELS = ("gpt-image-2", "qwen-image-edit")
 EDITS_PATH = "/v1/images/edits"
 
 
@@ -75,17 +76,19 @@ async def _wait_for_disconnect(request: Request, seconds: float, state: Emulator
 
 
 def _success_body(
-    request: EditRequest, base_url: str, state: EmulatorState
+    request: EditRequest, base_url: str, state: EmulatorState, drift: float
 ) -> tuple[bytes, dict[str, Any]]:
     """Do the edit and return the JSON body and its usage (blocking; run it in a thread)."""
-    result = edit_images(request)
-    if request.response_format == "url":
+    result = edit_images(request, drift)
+    if request.family.answers_urls(request.response_format):
         names = [state.files.put(i, result.extension, result.media_type) for i in result.images]
         data = [{"url": f"{base_url}/_emulator/files/{name}"} for name in names]
     else:
         data = [{"b64_json": base64.b64encode(image).decode("ascii")} for image in result.images]
     usage = compute_usage(request, result.size)
-    body = {"created": int(time.time()), "usage": usage, "data": data}
+    body: dict[str, Any] = {"created": int(time.time()), "usage": usage, "data": data}
+    if request.family is Family.SEEDEDIT:
+        body = {"model": request.model, **body}
     return json.dumps(body).encode(), usage
 
 
@@ -154,11 +157,32 @@ def create_app(state: EmulatorState) -> FastAPI:
             return spec
         return state.random_faults.draw() if state.random_faults is not None else None
 
+    def pick_drift(request: Request) -> float:
+        """The request's drift: its header, else the server's."""
+        header = request.headers.get(DRIFT_HEADER, "").strip()
+        if not header:
+            return state.drift
+        try:
+            return parse_drift(header)
+        except ValueError as exc:
+            raise invalid_request(
+                f"Bad {DRIFT_HEADER} header: {exc}", DRIFT_HEADER, "invalid_emulator_drift"
+            ) from None
+
+    async def lose_answer(request: Request, fault: FaultSpec, body: bytes | None) -> Response:
+        """Answer with the fault instead of the edit (``body``, when it was done and billed)."""
+        if fault.hang is not None:
+            if await _wait_for_disconnect(request, fault.hang, state):
+                return Response(status_code=499)
+            raise EmulatorError(504, "Emulated hang: gave up waiting.", code="timeout")
+        return fault_response(fault, state.connections, body)
+
     async def answer_edit(
         request: Request, fields: dict[str, str], files: list[FilePart]
     ) -> Response:
         request_id: str = request.state.request_id
         check_api_key(request.headers.get("authorization"), state.api_key)
+        drift = pick_drift(request)
         idempotency_key = request.headers.get("idempotency-key")
         replay = state.replays.get(idempotency_key or "") if state.honour_idempotency else None
         if replay is not None:  # a gateway honouring Idempotency-Key: same answer, no new bill
@@ -171,20 +195,18 @@ def create_app(state: EmulatorState) -> FastAPI:
                 await asyncio.sleep(fault.latency)
             if fault.after_requests is not None:
                 await _wait_for_requests(fault.after_requests, state)
-            if fault.hang is not None:
-                if await _wait_for_disconnect(request, fault.hang, state):
-                    return Response(status_code=499)
-                raise EmulatorError(504, "Emulated hang: gave up waiting.", code="timeout")
-            if fault.answers:
-                return fault_response(fault)
+            if fault.answers and not fault.billed:
+                return await lose_answer(request, fault, None)
         edit = validate_edit(fields, files)
         if state.latency > 0:
             await asyncio.sleep(state.latency)
         base_url = str(request.base_url).rstrip("/")
-        body, usage = await run_in_threadpool(_success_body, edit, base_url, state)
+        body, usage = await run_in_threadpool(_success_body, edit, base_url, state, drift)
         state.records.bill(request_id, model=edit.model, images=edit.n, usage=usage)
         if state.honour_idempotency and idempotency_key:
             state.replays[idempotency_key] = body
+        if fault is not None and fault.billed:  # the work is done and paid; the answer is lost
+            return await lose_answer(request, fault, body)
         return Response(body, media_type="application/json")
 
     @app.post(EDITS_PATH)
@@ -213,7 +235,9 @@ def create_app(state: EmulatorState) -> FastAPI:
     async def models(request: Request) -> Response:
         async def answer() -> Response:
             check_api_key(request.headers.get("authorization"), state.api_key)
-            data = [{"id": model, "object": "model", "owned_by": "cometapi"} for model in MODELS]
+            data = [
+                {"id": model, "object": "model", "owned_by": "cometapi"} for model in LISTED_MODELS
+            ]
             return JSONResponse({"object": "list", "data": data})
 
         return await recorded(request, {}, [], answer)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import math
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_cometapi.emulator.drift import drift, kept_pixels
 from airflow_provider_cometapi.emulator.errors import invalid_request
+from airflow_provider_cometapi.emulator.families import Family, seededit_usage
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -43,6 +47,9 @@ _SAVE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 _EDITABLE = [255] + [0] * 255
 """Lookup table: mask alpha 0 (transparent) becomes 255 (edit here), all else 0."""
+WATERMARK_COLOUR = (255, 0, 255)
+"""The watermark: a square of this colour in the bottom-right corner, its side an eighth of the
+shorter side (at least 1 px), painted last. No tint of a pixel can give this colour."""
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,36 @@ def _decode(data: bytes, param: str, code: str) -> Image:
     return image
 
 
-def _editable_region(mask_data: bytes) -> Image:
+def _mask_alpha(mask_data: bytes) -> Image:
     mask = _decode(mask_data, "mask", "invalid_mask")
-    return mask.convert("RGBA").getchannel("A").point(_EDITABLE)
+    return mask.convert("RGBA").getchannel("A")
+
+
+def _watermark(image: Image) -> Image:
+    side = max(1, min(image.size) // 8)
+    width, height = image.size
+    colour = (*WATERMARK_COLOUR, 255) if image.mode == "RGBA" else WATERMARK_COLOUR
+    image.paste(colour, (width - side, height - side, width, height))
+    return image
+
+
+def _seed(request: EditRequest, drift_share: float, index: int) -> int:
+    """A seed made of everything the request asked for, so the same request drifts the same."""
+    digest = hashlib.sha256()
+    for data in (*request.images, request.mask or b""):
+        digest.update(hashlib.sha256(data).digest())
+    seed = request.seededit.seed if request.seededit is not None else None
+    asked = [request.prompt, request.model, request.n, request.size, request.quality, seed]
+    asked.append(request.output_format)
+    digest.update(json.dumps([*asked, drift_share, index]).encode())
+    return int.from_bytes(digest.digest()[:8], "big")
+
+
+def _first_tint(request: EditRequest) -> int:
+    first = zlib.crc32(request.prompt.encode())
+    if request.seededit is not None and request.seededit.seed > 0:
+        first += request.seededit.seed
+    return first
 
 
 def _tint(source: Image, region: Image | None, colour: tuple[int, int, int]) -> Image:
@@ -93,12 +127,16 @@ def _encode(image: Image, output_format: str) -> bytes:
     return buffer.getvalue()
 
 
-def edit_images(request: EditRequest) -> EditResult:
+def edit_images(request: EditRequest, drift_share: float = 0.0) -> EditResult:
     """Tint the first image (only where the mask is transparent, if there is a mask).
 
+    Where the mask's alpha is 255 the output keeps the source's pixels exactly, except the
+    ``drift_share`` of them ``drift.py`` changes, and the SeedEdit watermark (on unless the
+    request says ``watermark=false``) painted over the bottom-right corner last.
     Deterministic: the same request gives the same bytes. Blocking; run it in a thread.
 
     :param request: the checked edit request.
+    :param drift_share: the share of kept pixels to change, 0 to 1.
     :raises EmulatorError: 400 when an image turns out corrupt while decoding.
     """
     from PIL import Image
@@ -107,17 +145,24 @@ def edit_images(request: EditRequest) -> EditResult:
     mode = "RGBA" if source.has_transparency_data else "RGB"
     if source.mode != mode:
         source = source.convert(mode)
-    region = _editable_region(request.mask) if request.mask is not None else None
+    alpha = _mask_alpha(request.mask) if request.mask is not None else None
     size = request.size or source.size
     if size != source.size:
         source = source.resize(size, Image.Resampling.BILINEAR)
-        if region is not None:
-            region = region.resize(size, Image.Resampling.NEAREST)
-    first = zlib.crc32(request.prompt.encode())
-    outputs = [
-        _encode(_tint(source, region, TINTS[(first + i) % len(TINTS)]), request.output_format)
-        for i in range(request.n)
-    ]
+        if alpha is not None:
+            alpha = alpha.resize(size, Image.Resampling.NEAREST)
+    region = alpha.point(_EDITABLE) if alpha is not None else None
+    kept = kept_pixels(alpha) if alpha is not None and drift_share > 0 else []
+    watermark = request.seededit is not None and request.seededit.watermark
+    first = _first_tint(request)
+    outputs = []
+    for i in range(request.n):
+        image = _tint(source, region, TINTS[(first + i) % len(TINTS)])
+        if kept:
+            image = drift(image, kept, drift_share, _seed(request, drift_share, i))
+        if watermark:
+            image = _watermark(image)
+        outputs.append(_encode(image, request.output_format))
     return EditResult(
         images=outputs,
         size=size,
@@ -136,18 +181,22 @@ def image_tokens(width: int, height: int) -> int:
 
 
 def compute_usage(request: EditRequest, output_size: tuple[int, int]) -> dict[str, Any]:
-    """Return the ``usage`` object in CometAPI's documented shape.
+    """Return the ``usage`` object in the shape of the request's model family.
 
     Image tokens come from the input sizes, text tokens are the prompt's words, output
-    tokens are one per started 4096 output pixels of each image.
+    tokens are one per started 4096 output pixels of each image. GPT-like models answer
+    CometAPI's documented shape; SeedEdit/Seedream only ``generated_images``,
+    ``output_tokens`` and ``total_tokens``.
 
     :param request: the checked edit request.
     :param output_size: width and height of each output image.
     """
-    image_total = sum(image_tokens(w, h) for w, h in request.image_sizes)
-    text_total = len(request.prompt.split())
     per_output = math.ceil(output_size[0] * output_size[1] / PIXELS_PER_OUTPUT_TOKEN)
     output_total = per_output * request.n
+    if request.family is Family.SEEDEDIT:
+        return seededit_usage(request.n, output_total)
+    image_total = sum(image_tokens(w, h) for w, h in request.image_sizes)
+    text_total = len(request.prompt.split())
     input_total = image_total + text_total
     return {
         "prompt_tokens": 0,

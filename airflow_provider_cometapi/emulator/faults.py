@@ -1,8 +1,18 @@
 """Fault specs: parsing, ``times=N`` counting and seeded random faults.
 
 A spec is ``;``-separated ``key=value`` items, a bare key meaning true, e.g.
-``status=429;retry_after=2``, ``status=503;times=2``, ``hang``, ``truncate``,
+``status=429;retry_after=2``, ``status=503;times=2``, ``hang``, ``truncate``, ``reset``,
 ``malformed_json``, ``html;status=502``, ``latency=1.5``, ``after_requests=8;status=400``.
+
+``reset`` closes the connection with a TCP RST instead of answering (recorded as status 444,
+nginx's code for a connection closed without an answer).
+
+By default a fault replaces the edit: nothing is billed. With ``billed`` (e.g. ``truncate;billed``,
+``status=502;billed``) the emulator first does the edit and records it as billed, exactly as a
+successful one (and, when it honours ``Idempotency-Key``, keeps the answer to replay), and then
+loses the answer as the fault says: a truncated copy of the real body, a hang, a reset, malformed
+JSON, or the error status, as a proxy that lost the gateway's answer would. ``billed`` needs one
+of those faults. A request the emulator refuses (400) is refused as usual, unbilled.
 
 A file fault gives a spec to the requests that upload one named image; see :class:`FileFaults`.
 """
@@ -31,10 +41,12 @@ _KEYS = (
     "times",
     "hang",
     "truncate",
+    "reset",
     "malformed_json",
     "html",
     "latency",
     "after_requests",
+    "billed",
 )
 
 
@@ -51,12 +63,15 @@ class FaultSpec:
     times: int | None = None
     hang: float | None = None
     truncate: bool = False
+    reset: bool = False
     malformed_json: bool = False
     html: bool = False
     latency: float = 0.0
     after_requests: int | None = None
     """Answer only once this many edit requests have arrived (this one counted), as a slow
     answer would: what else a client sends meanwhile is then fixed, not left to timing."""
+    billed: bool = False
+    """Do and bill the edit first, then lose its answer as the rest of the fault says."""
 
     @property
     def answers(self) -> bool:
@@ -64,6 +79,7 @@ class FaultSpec:
         return bool(
             self.hang is not None
             or self.truncate
+            or self.reset
             or self.malformed_json
             or self.html
             or self.status is not None
@@ -125,7 +141,7 @@ def parse_fault(text: str) -> FaultSpec:
         raise ValueError("empty fault spec")
     values: dict[str, object] = {}
     for key, value in items.items():
-        if key in ("truncate", "malformed_json", "html", "should_retry"):
+        if key in ("truncate", "reset", "malformed_json", "html", "should_retry", "billed"):
             values[key] = _flag(key, value or "")
         elif value is None and key == "hang":
             values[key] = HANG_SECONDS
@@ -148,6 +164,7 @@ def _check_combination(spec: FaultSpec) -> None:
     flags = {
         "hang": spec.hang is not None,
         "truncate": spec.truncate,
+        "reset": spec.reset,
         "malformed_json": spec.malformed_json,
         "html": spec.html,
     }
@@ -159,6 +176,11 @@ def _check_combination(spec: FaultSpec) -> None:
     retry_items = (spec.retry_after, spec.retry_after_ms, spec.retry_after_date, spec.should_retry)
     if any(v is not None for v in retry_items) and spec.status is None and not spec.html:
         raise ValueError("retry_after* and should_retry need status=CODE or html")
+    if spec.billed and not spec.answers:
+        raise ValueError(
+            "billed needs a fault that loses the answer: status=CODE, html, hang, truncate, "
+            "reset or malformed_json"
+        )
 
 
 def parse_random_faults(value: str | Mapping[str, float] | Mapping[int, float]) -> dict[int, float]:

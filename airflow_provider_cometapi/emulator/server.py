@@ -8,6 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_cometapi.emulator.drift import parse_drift
 from airflow_provider_cometapi.emulator.faults import (
     FileFaults,
     RandomFaults,
@@ -40,8 +41,11 @@ class EmulatorServer:
         ``{"b3.png": "status=400"}``; see :meth:`set_file_faults`.
     :param random_faults: status rates such as ``{"429": 0.1, "500": 0.05}`` or ``"429=0.1"``.
     :param seed: seed of the random faults.
-    :param honour_idempotency: answer a repeated ``Idempotency-Key`` of a successful edit with
+    :param honour_idempotency: answer a repeated ``Idempotency-Key`` of a billed edit with
         the same response, billing nothing, as a deduplicating gateway does.
+    :param drift: the share (0 to 1) of the pixels a mask keeps that each edit changes anyway,
+        as real models do; see ``emulator/drift.py``. A request's ``x-emulator-drift`` header
+        wins.
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class EmulatorServer:
         random_faults: str | Mapping[str, float] | Mapping[int, float] | None = None,
         seed: int = 0,
         honour_idempotency: bool = False,
+        drift: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -65,6 +70,7 @@ class EmulatorServer:
             honour_idempotency=honour_idempotency,
         )
         self.set_latency(latency)
+        self.set_drift(drift)
         self.set_fault(fault)
         self.set_file_faults(file_faults)
         self._server: uvicorn.Server | None = None
@@ -108,6 +114,7 @@ class EmulatorServer:
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         )
         server = uvicorn.Server(config)
+        self._state.connections = lambda: server.server_state.connections
         thread = threading.Thread(
             target=_run, args=(server,), name="cometapi-emulator", daemon=True
         )
@@ -176,6 +183,21 @@ class EmulatorServer:
         if not seconds >= 0:
             raise ValueError(f"latency must be >= 0 seconds, got {seconds!r}")
         self._state.latency = float(seconds)
+
+    def set_drift(self, share: float) -> None:
+        """Change that share of the pixels a mask keeps in each edit from now on.
+
+        :param share: 0 to 1; 0 keeps them exactly the source's.
+        :raises ValueError: not a number from 0 to 1.
+        """
+        self._state.drift = parse_drift(share)
+
+    def set_honour_idempotency(self, honour: bool) -> None:
+        """Replay (unbilled) the answer of a billed edit for a repeated ``Idempotency-Key``.
+
+        :param honour: on, or off (answers stored while it was on are kept until reset).
+        """
+        self._state.honour_idempotency = bool(honour)
 
     def set_fault(self, spec: str | None) -> None:
         """Apply a fault to every edit request from now on (a request's own header wins).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.emulator.faults import (
     FaultCounter,
@@ -13,6 +14,13 @@ from airflow_provider_cometapi.emulator.faults import (
 )
 from airflow_provider_cometapi.emulator.files import FileStore
 from airflow_provider_cometapi.emulator.records import RecordBook
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+
+
+def _no_connections() -> Collection[Any]:
+    return ()
 
 
 @dataclass
@@ -30,6 +38,9 @@ class EmulatorState:
     closing: threading.Event = field(default_factory=threading.Event)
     honour_idempotency: bool = False
     replays: dict[str, bytes] = field(default_factory=dict)
+    drift: float = 0.0
+    connections: Callable[[], Collection[Any]] = _no_connections
+    """The server's open connections (set by :class:`EmulatorServer`), for the ``reset`` fault."""
     in_flight: int = 0
     max_in_flight: int = 0
     received: int = 0

@@ -9,6 +9,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.emulator.errors import invalid_api_key, invalid_request
+from airflow_provider_cometapi.emulator.families import (
+    Family,
+    SeedEditOptions,
+    check_seededit_image,
+    family_of,
+    seededit_options,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -59,6 +66,9 @@ class EditRequest:
     response_format: str
     output_format: str
     size: tuple[int, int] | None
+    family: Family = Family.GPT
+    seededit: SeedEditOptions | None = None
+    """The SeedEdit/Seedream fields, for that family only."""
 
 
 async def read_form(form: FormData) -> tuple[dict[str, str], list[FilePart]]:
@@ -215,21 +225,32 @@ def _check_mask(mask: Image, first_size: tuple[int, int]) -> None:
 def validate_edit(fields: dict[str, str], files: list[FilePart]) -> EditRequest:
     """Check an edit request as the real service does and return it parsed.
 
-    Images are opened (header only) to check their type and read their size.
+    Images are opened (header only) to check their type and read their size. Every model gets
+    the same checks; the SeedEdit/Seedream family's images and fields are checked further, by
+    ``families.py``. Fields no check knows are accepted as they are.
 
     :param fields: the text form fields.
     :param files: the file parts.
     :raises EmulatorError: 400 ``invalid_request_error`` naming the field at fault.
     """
     images = _images(fields, files)
-    sizes = [_open_image(part, "image", "invalid_image_format").size for part in images]
+    opened = [_open_image(part, "image", "invalid_image_format") for part in images]
+    sizes = [image.size for image in opened]
     prompt = _prompt(fields)
     model = _model(fields)
+    family = family_of(model)
+    options: SeedEditOptions | None = None
+    if family is Family.SEEDEDIT:
+        for part, image in zip(images, opened, strict=True):
+            check_seededit_image(
+                part.filename, part.content_type, part.data, image.format or "", image.size
+            )
+        options = seededit_options(fields)
     n = _count(fields)
     quality = _choice(fields, "quality", QUALITIES)
     response_format = _choice(fields, "response_format", RESPONSE_FORMATS) or "b64_json"
     output_format = _choice(fields, "output_format", OUTPUT_FORMATS) or "png"
-    size = _size(fields)
+    size = None if options is not None and options.adaptive else _size(fields)
     mask = next((part for part in files if part.field == "mask"), None)
     if mask is not None:
         _check_mask(_open_image(mask, "mask", "invalid_mask"), sizes[0])
@@ -244,4 +265,6 @@ def validate_edit(fields: dict[str, str], files: list[FilePart]) -> EditRequest:
         response_format=response_format,
         output_format=output_format,
         size=size,
+        family=family,
+        seededit=options,
     )

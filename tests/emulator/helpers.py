@@ -16,6 +16,19 @@ if TYPE_CHECKING:
 
 KEY = "test-key-0123456789"
 PROMPT = "Add a small red ribbon"
+USAGE_KEYS = {
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "prompt_tokens_details",
+    "completion_tokens_details",
+    "input_tokens",
+    "output_tokens",
+    "input_tokens_details",
+    "claude_cache_creation_5_m_tokens",
+    "claude_cache_creation_1_h_tokens",
+}
+"""The keys of a GPT-like model's ``usage``, as in CometAPI's example."""
 
 
 def png_part(data: bytes | None = None, name: str = "image.png", field: str = "image"):
@@ -26,6 +39,19 @@ def png_part(data: bytes | None = None, name: str = "image.png", field: str = "i
 def outputs(response):
     """Decode every ``b64_json`` image of an edit response."""
     return [decode(base64.b64decode(item["b64_json"])) for item in response.json()["data"]]
+
+
+def assert_refused(response, emulator, param, code=None):
+    """A 400 ``invalid_request_error`` naming ``param``: the only request, and nothing billed."""
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code
+    assert [r["status"] for r in emulator.requests] == [400]
+    assert emulator.billed == []
 
 
 @contextlib.contextmanager

@@ -67,12 +67,18 @@ def test_without_a_configured_key_any_non_empty_key_is_accepted(cometapi_emulato
 def test_models_lists_the_image_edit_models(session, cometapi_emulator):
     response = session.get(f"{cometapi_emulator.url}/v1/models", timeout=5)
 
+    models = [
+        "gpt-image-2",
+        "gpt-image-1.5",
+        "gpt-image-1",
+        "bytedance-seedEdit-3.0-i2i",
+        "doubao-seededit-3-0-i2i-250628",
+        "seedream-4-0-250828",
+        "qwen-image-edit",
+    ]
     assert response.json() == {
         "object": "list",
-        "data": [
-            {"id": "gpt-image-2", "object": "model", "owned_by": "cometapi"},
-            {"id": "qwen-image-edit", "object": "model", "owned_by": "cometapi"},
-        ],
+        "data": [{"id": model, "object": "model", "owned_by": "cometapi"} for model in models],
     }
     assert cometapi_emulator.requests[0]["path"] == "/v1/models"
     assert cometapi_emulator.requests[0]["status"] == 200

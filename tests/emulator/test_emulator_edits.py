@@ -7,21 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.emulator.helpers import KEY, PROMPT, outputs, png_part
+from tests.emulator.helpers import KEY, PROMPT, USAGE_KEYS, outputs, png_part
 from tests.imaging import decode, image_bytes, mask_bytes
-
-USAGE_KEYS = {
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "prompt_tokens_details",
-    "completion_tokens_details",
-    "input_tokens",
-    "output_tokens",
-    "input_tokens_details",
-    "claude_cache_creation_5_m_tokens",
-    "claude_cache_creation_1_h_tokens",
-}
 
 
 def test_single_image_edit_returns_a_tinted_png_of_the_same_size(post_edit):

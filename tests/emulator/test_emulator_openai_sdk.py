@@ -71,4 +71,7 @@ def test_sdk_sees_a_rate_limit_error(client, tmp_path):
 
 
 def test_sdk_lists_models(client):
-    assert [model.id for model in client.models.list()] == ["gpt-image-2", "qwen-image-edit"]
+    from airflow_provider_cometapi.emulator.families import LISTED_MODELS
+
+    assert [model.id for model in client.models.list()] == list(LISTED_MODELS)
+    assert "seedream-4-0-250828" in LISTED_MODELS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.emulator.helpers import png_part
+from tests.emulator.helpers import assert_refused, png_part
 from tests.imaging import image_bytes, mask_bytes
 
 GOOD = image_bytes((64, 48))
@@ -57,18 +57,6 @@ FIELD_CASES = {
     "size side under 16": ({"size": "8x8"}, "size"),
     "size side over 4096": ({"size": "5000x1024"}, "size"),
 }
-
-
-def assert_refused(response, emulator, param, code=None):
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["type"] == "invalid_request_error"
-    assert error["param"] == param
-    assert error["message"]
-    if code is not None:
-        assert error["code"] == code
-    assert [r["status"] for r in emulator.requests] == [400]
-    assert emulator.billed == []
 
 
 @pytest.mark.parametrize(("files", "param", "code"), FILE_CASES.values(), ids=FILE_CASES.keys())
