@@ -15,7 +15,8 @@ from airflow_provider_cometapi.exceptions import CometAPISourceError, CometAPIVa
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MIB = 1024 * 1024
+MAX_IMAGE_BYTES = 50 * MIB
 MAX_IMAGES = 16
 SENT_MIME_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 PNG_MODES = frozenset({"1", "L", "LA", "I;16", "I;16B", "P", "RGB", "RGBA"})
@@ -23,6 +24,24 @@ PNG_MODES = frozenset({"1", "L", "LA", "I;16", "I;16B", "P", "RGB", "RGBA"})
 
 ImageInput = Union[bytes, bytearray, memoryview, tuple[str, bytes], str, "os.PathLike[str]"]
 """Raw bytes, a ``(filename, bytes)`` pair, or a local path."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What a model takes as images and mask; the defaults are the limits every model gets."""
+
+    max_images: int = MAX_IMAGES
+    max_bytes: int = MAX_IMAGE_BYTES
+    mime_types: tuple[str, ...] = tuple(SENT_MIME_TYPES)
+    """Sent as they are; other formats are converted to PNG (so PNG is always one of them)."""
+    max_ratio: float | None = None
+    """Longest side over shortest side."""
+    min_side: int = 1
+    takes_mask: bool = True
+    mask_max_bytes: int = MAX_IMAGE_BYTES
+
+
+GENERAL_LIMITS = ImageLimits()
 
 
 @dataclass(frozen=True)
@@ -72,8 +91,15 @@ def read_image_input(value: ImageInput, field_name: str) -> tuple[str, bytes]:
     )
 
 
-def check_image(filename: str, data: bytes, field_name: str) -> ImagePart:
-    """Check one source image; convert formats other than PNG, JPEG and WEBP to PNG."""
+def check_image(
+    filename: str,
+    data: bytes,
+    field_name: str,
+    limits: ImageLimits = GENERAL_LIMITS,
+    model: str | None = None,
+) -> ImagePart:
+    """Check one source image against ``limits`` (``model``'s own, named in errors, when
+    given); convert formats outside ``limits.mime_types`` to PNG."""
     label = _label(field_name, filename)
     _check_byte_size(len(data), field_name, label)
     if not data:
@@ -84,9 +110,12 @@ def check_image(filename: str, data: bytes, field_name: str) -> ImagePart:
     mime_type = sniff_mime_type(data)
     image = _open_checked(data, label, field_name, fully=mime_type != "image/png")
     width, height = image.size
-    if mime_type is None:
+    _check_shape(width, height, label, field_name, limits, model)
+    if mime_type not in limits.mime_types:
         data = _to_png(image, label, field_name)
+        label = f"{label} (converted to PNG)"
         mime_type = "image/png"
+    _check_byte_size(len(data), field_name, label, limits.max_bytes, model)
     return ImagePart(
         filename=_filename_for(filename, mime_type, field_name),
         data=data,
@@ -96,10 +125,22 @@ def check_image(filename: str, data: bytes, field_name: str) -> ImagePart:
     )
 
 
-def check_mask(filename: str, data: bytes, first_image: ImagePart) -> ImagePart:
-    """Check the mask: a PNG with an alpha channel, the same size as the first image."""
+def check_mask(
+    filename: str,
+    data: bytes,
+    first_image: ImagePart,
+    limits: ImageLimits = GENERAL_LIMITS,
+    model: str | None = None,
+) -> ImagePart:
+    """Check the mask: a PNG with an alpha channel, the same size as the first image, within
+    ``limits`` (``model``'s own, named in errors, when given)."""
     label = _label("mask", filename)
-    _check_byte_size(len(data), "mask", label)
+    if not limits.takes_mask:
+        raise CometAPIValidationError(
+            f"mask: {model} takes no mask; leave it out and describe the area in the prompt.",
+            param="mask",
+        )
+    _check_byte_size(len(data), "mask", label, limits.mask_max_bytes, model)
     if not data:
         raise CometAPIValidationError(
             f"{label} is empty (0 bytes): check that the file was written completely.",
@@ -137,13 +178,39 @@ def _label(field_name: str, filename: str) -> str:
     return f"{field_name} {excerpt(filename)!r}" if filename else field_name
 
 
-def _check_byte_size(size: int, field_name: str, label: str) -> None:
-    if size > MAX_IMAGE_BYTES:
+def _check_byte_size(
+    size: int, field_name: str, label: str, limit: int = MAX_IMAGE_BYTES, model: str | None = None
+) -> None:
+    if size > limit:
         raise CometAPIValidationError(
-            f"{field_name}: {label} is {size / 1048576:.1f} MiB, over the 50 MiB limit: "
-            "downscale or recompress it.",
+            f"{field_name}: {label} is {size / MIB:.1f} MiB, over the {limit / MIB:g} MiB limit"
+            f"{_for(model)}: downscale or recompress it.",
             param=field_name,
         )
+
+
+def _check_shape(
+    width: int, height: int, label: str, field_name: str, limits: ImageLimits, model: str | None
+) -> None:
+    """Each side at least ``limits.min_side``, the longest at most ``limits.max_ratio`` times
+    the shortest."""
+    long, short = max(width, height), min(width, height)
+    if short < limits.min_side:
+        raise CometAPIValidationError(
+            f"{label} is {width}x{height}: each side must be at least {limits.min_side} px"
+            f"{_for(model)}; enlarge it.",
+            param=field_name,
+        )
+    if limits.max_ratio is not None and long > limits.max_ratio * short:
+        raise CometAPIValidationError(
+            f"{label} is {width}x{height}, a ratio of {long / short:.2f}:1: the ratio must be "
+            f"within {limits.max_ratio:g}:1 either way{_for(model)}; crop or pad it.",
+            param=field_name,
+        )
+
+
+def _for(model: str | None) -> str:
+    return f" for {model}" if model else ""
 
 
 def _read_local_file(path: Path, field_name: str) -> tuple[str, bytes]:
