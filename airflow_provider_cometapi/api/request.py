@@ -1,33 +1,29 @@
-"""The image-edit request: check every parameter, then lay out the multipart form."""
+"""The image-edit request: check every parameter by its model's rules, then lay out the
+multipart form."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from airflow_provider_cometapi.api.images import (
-    MAX_IMAGES,
+    GENERAL_LIMITS,
     ImageInput,
+    ImageLimits,
     ImagePart,
     check_image,
     check_mask,
     read_image_input,
 )
+from airflow_provider_cometapi.api.models import check_field, rules_for
 from airflow_provider_cometapi.exceptions import CometAPIValidationError
 
 EDIT_PATH = "/v1/images/edits"
 MODELS_PATH = "/v1/models"
-MAX_PROMPT_CHARS = 32_000
-QUALITIES = ("high", "medium", "low", "auto", "standard")
-RESPONSE_FORMATS = ("url", "b64_json")
-OUTPUT_FORMATS = ("png", "jpeg", "webp")
-_SIZE = re.compile(r"^(auto|[1-9][0-9]{1,4}x[1-9][0-9]{1,4})$")
-_OWN_FIELDS = {"image", "image[]", "mask", "prompt", "model", "n", "quality", "size"} | {
-    "response_format",
-    "output_format",
-}
+PARAM_NAMES = ("n", "quality", "response_format", "output_format", "size")
+"""The parameters ``EditParams`` holds besides the prompt and model, in the order they are sent."""
+_OWN_FIELDS = {"image", "image[]", "mask", "prompt", "model", *PARAM_NAMES}
 
 
 @dataclass(frozen=True)
@@ -72,28 +68,23 @@ class EditParams:
     def checked(self) -> EditParams:
         """These parameters, checked by ``form_fields``, with ``n`` as a number; raise
         ``CometAPIValidationError`` on the first fault, naming the field."""
-        self.form_fields()
+        n = dict(self.form_fields()).get("n")
         return replace(
             self,
-            n=check_n(self.n) if self.n is not None else None,
+            n=int(n) if n is not None else None,
             extra_fields=dict(self.extra_fields) if self.extra_fields else None,
         )
 
     def form_fields(self) -> list[tuple[str, str]]:
-        """The checked text fields, in the order they are sent."""
-        fields = [("prompt", check_prompt(self.prompt)), ("model", _check_model(self.model))]
-        if self.n is not None:
-            fields.append(("n", str(check_n(self.n))))
-        for name, value, options in (
-            ("quality", self.quality, QUALITIES),
-            ("response_format", self.response_format, RESPONSE_FORMATS),
-            ("output_format", self.output_format, OUTPUT_FORMATS),
-        ):
+        """The text fields, checked by the model's rules (only the shared ones for a model the
+        table does not know), in the order they are sent."""
+        model = _check_model(self.model)
+        fields = [("prompt", check_prompt(self.prompt, model)), ("model", model)]
+        for name in PARAM_NAMES:
+            value = getattr(self, name)
             if value is not None:
-                fields.append((name, check_choice(name, value, options)))
-        if self.size is not None:
-            fields.append(("size", check_size(self.size)))
-        fields.extend(_extra(self.extra_fields))
+                fields.append((name, check_field(name, value, model)))
+        fields.extend(_extra(self.extra_fields, model))
         return fields
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,10 +95,20 @@ class EditParams:
 def edit_request(
     image: ImageInput | Sequence[ImageInput], params: EditParams, *, mask: ImageInput | None = None
 ) -> EditRequest:
-    """The checked request for ``params`` and these images (read already) and mask."""
+    """The checked request for ``params`` and these images (read already) and mask: the
+    model's own image limits if the table knows it, else the general ones."""
     fields = params.form_fields()
-    images = [check_image(*read_image_input(item, "image"), "image") for item in _as_list(image)]
-    mask_part = check_mask(*read_image_input(mask, "mask"), images[0]) if mask is not None else None
+    rules = rules_for(params.model)
+    limits, owner = (rules.images, params.model) if rules else (GENERAL_LIMITS, None)
+    images = [
+        check_image(*read_image_input(item, "image"), "image", limits, owner)
+        for item in _as_list(image, limits, owner)
+    ]
+    mask_part = (
+        check_mask(*read_image_input(mask, "mask"), images[0], limits, owner)
+        if mask is not None
+        else None
+    )
     return EditRequest(
         fields=fields,
         images=images,
@@ -117,47 +118,21 @@ def edit_request(
     )
 
 
-def check_prompt(prompt: Any) -> str:
-    """A non-blank prompt of at most 32,000 characters."""
+def check_prompt(prompt: Any, model: str) -> str:
+    """A non-blank prompt, within ``model``'s length limit if it has one."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise CometAPIValidationError(
             "prompt is empty: describe the edit, e.g. 'Add a small red ribbon to the boat.'",
             param="prompt",
         )
-    if len(prompt) > MAX_PROMPT_CHARS:
+    rules = rules_for(model)
+    limit = rules.max_prompt_chars if rules else None
+    if limit is not None and len(prompt) > limit:
         raise CometAPIValidationError(
-            f"prompt has {len(prompt)} characters, over the {MAX_PROMPT_CHARS} limit: shorten it.",
+            f"prompt has {len(prompt)} characters, over the {limit} limit for {model}: shorten it.",
             param="prompt",
         )
     return prompt
-
-
-def check_n(n: Any) -> int:
-    """``n`` is a whole number from 1 to 10."""
-    if isinstance(n, bool) or not isinstance(n, (int, str)) or not str(n).strip().isdigit():
-        raise CometAPIValidationError(f"n is {n!r}; use a whole number from 1 to 10.", param="n")
-    value = int(n)
-    if not 1 <= value <= 10:
-        raise CometAPIValidationError(f"n is {value}; use a number from 1 to 10.", param="n")
-    return value
-
-
-def check_choice(name: str, value: Any, options: Sequence[str]) -> str:
-    """``value`` is one of the documented ``options``."""
-    if value not in options:
-        raise CometAPIValidationError(
-            f"{name} is {value!r}; use one of: {', '.join(options)}.", param=name
-        )
-    return str(value)
-
-
-def check_size(size: Any) -> str:
-    """``auto`` or ``WIDTHxHEIGHT``."""
-    if not isinstance(size, str) or not _SIZE.match(size):
-        raise CometAPIValidationError(
-            f"size is {size!r}; use 'auto' or WIDTHxHEIGHT such as '1024x1024'.", param="size"
-        )
-    return size
 
 
 def _check_model(model: Any) -> str:
@@ -168,16 +143,19 @@ def _check_model(model: Any) -> str:
     return model
 
 
-def _as_list(image: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+def _as_list(
+    image: ImageInput | Sequence[ImageInput], limits: ImageLimits, model: str | None
+) -> list[ImageInput]:
     if isinstance(image, list) or (isinstance(image, tuple) and not _is_named_pair(image)):
         items = list(image)
     else:
         items = [image]
     if not items:
         raise CometAPIValidationError("image is empty: give at least one image.", param="image")
-    if len(items) > MAX_IMAGES:
+    if len(items) > limits.max_images:
+        owner = f" for {model}" if model else ""
         raise CometAPIValidationError(
-            f"image has {len(items)} images; send at most {MAX_IMAGES} in one edit.",
+            f"image has {len(items)} images; send at most {limits.max_images} in one edit{owner}.",
             param="image",
         )
     return items
@@ -189,7 +167,9 @@ def _is_named_pair(value: tuple[Any, ...]) -> bool:
     )
 
 
-def _extra(extra_fields: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+def _extra(extra_fields: Mapping[str, Any] | None, model: str) -> list[tuple[str, str]]:
+    """The further fields, each a string, number or boolean, checked by ``model``'s rule for
+    it if it has one, else passed as they are."""
     if not extra_fields:
         return []
     if not isinstance(extra_fields, Mapping):
@@ -205,12 +185,12 @@ def _extra(extra_fields: Mapping[str, Any] | None) -> list[tuple[str, str]]:
             )
         if value is None:
             continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif not isinstance(value, (str, int, float)):
+        if not isinstance(value, (str, int, float)):
             raise CometAPIValidationError(
                 f"extra_fields[{name!r}] is a {type(value).__name__}; use a string or number.",
                 param="extra_fields",
             )
-        fields.append((str(name), str(value)))
+        fields.append(
+            (str(name), check_field(str(name), value, model, label=f"extra_fields[{name!r}]"))
+        )
     return fields
