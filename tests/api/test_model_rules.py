@@ -9,6 +9,7 @@ import json
 import os
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -28,6 +29,7 @@ from airflow_provider_cometapi.exceptions import CometAPIValidationError
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 from tests.imaging import image_bytes, mask_bytes
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 GPT2 = "gpt-image-2"
 SEED = "bytedance-seedEdit-3.0-i2i"
 UNKNOWN = "qwen-image-edit"
@@ -444,7 +446,14 @@ def test_no_note_when_the_user_set_the_field_or_the_model_has_no_such_default():
         assert service_default_notes(EditParams(prompt="x", model=model)) == []
 
 
-# -- the rules table
+# -- the README's table
+
+
+def test_the_readmes_models_table_is_the_rules_table():
+    section = README.read_text().split("\n## Models\n", 1)[1].split("\n## ", 1)[0]
+    table = "".join(line + "\n" for line in section.splitlines() if line.startswith("|"))
+
+    assert table == rules_markdown()
 
 
 def test_the_rules_table_has_a_row_per_family_and_one_for_every_model():
