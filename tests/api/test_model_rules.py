@@ -428,6 +428,36 @@ def test_checked_params_are_json_friendly_and_keep_seededit_fields():
     assert EditParams(**json.loads(json.dumps(params.to_dict()))) == params
 
 
+def usage_keys(usage: dict, prefix: str = "") -> set[str]:
+    """Every key of ``usage``, nested ones as ``outer.inner``."""
+    keys = set()
+    for key, value in usage.items():
+        keys.add(prefix + key)
+        if isinstance(value, dict):
+            keys |= usage_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+@pytest.mark.parametrize(
+    ("model", "params"),
+    [
+        (GPT2, {"size": "1024x1536", "quality": "low"}),
+        (SEED, {"size": "adaptive", "extra_fields": {"seed": 7, "guidance_scale": 5.5}}),
+    ],
+)
+def test_the_emulator_takes_what_the_rules_let_through_and_answers_as_the_table_says(
+    cometapi_conn, cometapi_emulator, model, params
+):
+    result = CometApiHook().edit_image(image_bytes(), "Add a ribbon", model=model, **params)
+
+    rules = rules_for(model)
+    assert [image.url is not None for image in result.images] == [rules.answer == "url"]
+    assert usage_keys(result.usage) >= set(rules.usage_keys)
+    [request] = cometapi_emulator.requests
+    assert request["status"] == 200
+    assert request["fields"] == dict(fields(model, **params), prompt="Add a ribbon", model=model)
+
+
 # -- surprising service defaults
 
 
