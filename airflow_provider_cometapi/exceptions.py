@@ -132,6 +132,10 @@ class CometAPIBudgetError(CometAPIError):
     """A batch stopped starting items at its token or cost budget; what was paid is reported."""
 
 
+class CometAPIQualityError(CometAPIError):
+    """An output changed more of what its mask keeps than allowed; it was kept, not written."""
+
+
 def error_class_for_status(status: int) -> type[CometAPIError]:
     """Map an HTTP error status to the class a caller should catch."""
     if status in (401, 403):

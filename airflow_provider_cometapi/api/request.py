@@ -64,10 +64,23 @@ class EditParams:
     output_format: str | None = None
     response_format: str | None = None
     extra_fields: Mapping[str, Any] | None = None
+    preserve_unmasked: bool = False
+    """With a mask, composite each output over the first image (never sent)."""
+    feather: int = 0
+    """Pixels over which a composite's seam is softened (never sent)."""
+    max_outside_mask_drift: float | None = None
+    """The largest share of the mask's kept pixels an output may change (never sent)."""
 
     def checked(self) -> EditParams:
         """These parameters, checked by ``form_fields``, with ``n`` as a number; raise
         ``CometAPIValidationError`` on the first fault, naming the field."""
+        check_mask_options(self.preserve_unmasked, self.feather, self.max_outside_mask_drift)
+        if self.preserve_unmasked and self.output_format == "jpeg":
+            raise CometAPIValidationError(
+                "preserve_unmasked keeps pixels exact, which JPEG cannot: use output_format "
+                "'png' or 'webp' (written lossless), or leave preserve_unmasked off.",
+                param="output_format",
+            )
         n = dict(self.form_fields()).get("n")
         return replace(
             self,
@@ -90,6 +103,30 @@ class EditParams:
     def to_dict(self) -> dict[str, Any]:
         """The parameters as a plain dict."""
         return asdict(self)
+
+
+def check_mask_options(preserve_unmasked: Any, feather: Any, max_drift: Any) -> None:
+    """``preserve_unmasked`` a boolean, ``feather`` whole pixels (0 or more), and
+    ``max_outside_mask_drift`` a share from 0 to 1 (or ``None``)."""
+    if not isinstance(preserve_unmasked, bool):
+        raise CometAPIValidationError(
+            f"preserve_unmasked is {preserve_unmasked!r}; use True or False.",
+            param="preserve_unmasked",
+        )
+    if isinstance(feather, bool) or not isinstance(feather, int) or feather < 0:
+        raise CometAPIValidationError(
+            f"feather is {feather!r}; use a whole number of pixels, 0 or more.", param="feather"
+        )
+    if max_drift is not None and (
+        isinstance(max_drift, bool)
+        or not isinstance(max_drift, (int, float))
+        or not 0 <= max_drift <= 1
+    ):
+        raise CometAPIValidationError(
+            f"max_outside_mask_drift is {max_drift!r}; use a share of the kept pixels from 0 "
+            "to 1, e.g. 0.01 for 1 %.",
+            param="max_outside_mask_drift",
+        )
 
 
 def edit_request(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_cometapi.api.compositing import Drift
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
@@ -16,6 +19,8 @@ class EditedImage:
     mime_type: str
     revised_prompt: str | None = None
     url: str | None = None
+    drift: Drift | None = None
+    """With a mask: what the model changed where the mask keeps pixels (before compositing)."""
 
     @property
     def extension(self) -> str:
@@ -45,6 +50,7 @@ class ImageEditResult:
                     "bytes": len(image.data),
                     **({"revised_prompt": image.revised_prompt} if image.revised_prompt else {}),
                     **({"url": image.url} if image.url else {}),
+                    **({"drift": image.drift.to_json()} if image.drift else {}),
                 }
                 for image in self.images
             ],

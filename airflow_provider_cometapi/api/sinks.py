@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import io
-from typing import TYPE_CHECKING, Protocol
+import tempfile
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_cometapi.api.response import decode_image_bytes
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError
+
+SPOOL_IN_MEMORY = 1 << 20
+"""Bytes of an output a spool keeps in memory before it moves to disk."""
 
 if TYPE_CHECKING:
     from airflow_provider_cometapi.api.streaming import ImageWriter
@@ -83,3 +88,47 @@ class DownloadCopy:
         self._writer = self._sink.open_writer(self._slot, self.mime_type)
         self._writer.write(self._head)
         self._head = b""
+
+
+class SpooledSink:
+    """Keeps each output whole in a local spool (in memory up to 1 MiB, then on disk), to be
+    read back once the answer is complete: a masked edit's outputs, checked before writing."""
+
+    def __init__(self) -> None:
+        self._spools: dict[int, tuple[str, Any]] = {}
+
+    def open_writer(self, slot: int, mime_type: str) -> ImageWriter:
+        """A fresh spool for ``slot``."""
+        spool = _KeptSpool(max_size=SPOOL_IN_MEMORY)
+        self._spools[slot] = (mime_type, spool)
+        return spool
+
+    def read(self, slot: int) -> bytes:
+        """The bytes written for ``slot``."""
+        spool = self._spools[slot][1]
+        spool.seek(0)
+        return bytes(spool.read())
+
+    def kept_images(self) -> list[dict[str, str]]:
+        """Each output (``mime_type`` and base64 ``b64``), in slot order."""
+        return [
+            {"mime_type": self._spools[slot][0], "b64": base64.b64encode(self.read(slot)).decode()}
+            for slot in sorted(self._spools)
+        ]
+
+    def close(self) -> None:
+        """Free the spools."""
+        for _, spool in self._spools.values():
+            spool.drop()
+        self._spools.clear()
+
+
+class _KeptSpool(tempfile.SpooledTemporaryFile):
+    """A spool whose contents survive ``close()`` (the sink owns it) until ``drop()``."""
+
+    def close(self) -> None:
+        """Keep the spool readable; the sink drops it."""
+
+    def drop(self) -> None:
+        """Free the spool."""
+        super().close()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.hook import BaseHook
 
+from airflow_provider_cometapi.api.compositing import checked_image
 from airflow_provider_cometapi.api.failures import Failure, failure_error, give_up_note
 from airflow_provider_cometapi.api.request import (
     EDIT_PATH,
@@ -142,6 +143,8 @@ class CometApiHook(BaseHook):
         output_format: str | None = None,
         response_format: str | None = None,
         extra_fields: Mapping[str, Any] | None = None,
+        preserve_unmasked: bool = False,
+        feather: int = 0,
         timeout: float | None = None,
         idempotency_key: str | None = None,
     ) -> ImageEditResult:
@@ -160,6 +163,9 @@ class CometApiHook(BaseHook):
         :param output_format: ``png``, ``jpeg`` or ``webp``.
         :param response_format: ``b64_json`` or ``url`` (URLs are downloaded for you).
         :param extra_fields: further documented form fields, sent unchanged.
+        :param preserve_unmasked: with a mask, paste every pixel it keeps (alpha 255) back
+            from the first image, so that only the masked area changes (see ``edit``).
+        :param feather: pixels over which a composite's seam is softened, inside the edit.
         :param timeout: read timeout in seconds for this call.
         :param idempotency_key: sent as ``Idempotency-Key`` on every attempt; one is made if unset.
         """
@@ -174,19 +180,34 @@ class CometApiHook(BaseHook):
             extra_fields=extra_fields,
         )
         request = edit_request(image, params, mask=mask)
-        return self.edit(request, timeout=timeout, idempotency_key=idempotency_key)
+        return self.edit(
+            request,
+            preserve_unmasked=preserve_unmasked,
+            feather=feather,
+            timeout=timeout,
+            idempotency_key=idempotency_key,
+        )
 
     def edit(
         self,
         request: EditRequest,
         *,
+        preserve_unmasked: bool = False,
+        feather: int = 0,
         timeout: float | None = None,
         idempotency_key: str | None = None,
     ) -> ImageEditResult:
         """
         Send a checked request (from ``edit_request``) and return the outputs in memory.
 
+        With a mask, each output's ``drift`` says what the model changed where the mask keeps
+        pixels (``api/compositing.py``).
+
         :param request: the checked request.
+        :param preserve_unmasked: with a mask, composite each output over the first image so
+            that every pixel the mask keeps is exactly the source's (a JPEG output's composite
+            comes back as PNG, which keeps pixels exact).
+        :param feather: pixels over which the composite's seam is softened, inside the edit.
         :param timeout: read timeout in seconds for this call.
         :param idempotency_key: sent as ``Idempotency-Key`` on every attempt.
         """
@@ -201,6 +222,12 @@ class CometApiHook(BaseHook):
             )
             for image in outcome.images
         ]
+        if request.mask is not None:
+            source, mask = request.images[0].data, request.mask.data
+            images = [
+                checked_image(image, source, mask, composite=preserve_unmasked, feather=feather)
+                for image in images
+            ]
         return ImageEditResult(
             created=outcome.created,
             images=images,

@@ -81,6 +81,9 @@ class _CometImageEditBase(BaseOperator):
         max_cost: float | str | None = None,
         budget_scope: str = "task",
         dry_run: bool = False,
+        preserve_unmasked: bool = False,
+        feather: int = 0,
+        max_outside_mask_drift: float | None = None,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -104,6 +107,9 @@ class _CometImageEditBase(BaseOperator):
         self.max_cost = max_cost
         self.budget_scope = budget_scope
         self.dry_run_only = dry_run  # BaseOperator.dry_run() is a method
+        self.preserve_unmasked = preserve_unmasked
+        self.feather = feather
+        self.max_outside_mask_drift = max_outside_mask_drift
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self._written: list[str] = []
 
@@ -126,6 +132,9 @@ class _CometImageEditBase(BaseOperator):
             output_format=self.output_format,
             response_format=self.response_format,
             extra_fields=self.extra_fields,
+            preserve_unmasked=self.preserve_unmasked,
+            feather=self.feather,
+            max_outside_mask_drift=self.max_outside_mask_drift,
         )
         return params.checked() if checked else params
 
@@ -462,6 +471,16 @@ class CometImageEditOperator(_CometImageEditBase):
         output folder, which they must share).
     :param dry_run: read and check everything, count the requests and images a run would send
         and estimate their cost where the prices make that computable; send and write nothing.
+    :param preserve_unmasked: with a mask, composite each output over the first source image,
+        so that every pixel the mask keeps (alpha 255) is exactly the source's and the model's
+        pixels are used only where it is transparent (partial alpha blends). A JPEG output's
+        composite is written as PNG, since JPEG cannot keep pixels exact.
+    :param feather: pixels over which a composite's seam is softened, inside the edited area.
+    :param max_outside_mask_drift: with a mask, the largest share (0-1) of kept pixels the
+        model may change; an edit over it is not written to ``output_path`` but kept (it was
+        paid for) under ``rejected/`` beside the outputs, and the item fails with
+        ``CometAPIQualityError``. Every masked edit's drift is measured either way: the
+        ``checks`` XCom, the report's lines, the batch ``summary``.
     :param deferrable: wait for the edit on the triggerer instead of holding a worker slot
         (needs ``output_path``); defaults to ``[cometapi] default_deferrable``.
     """
@@ -506,6 +525,8 @@ class CometImageEditOperator(_CometImageEditBase):
         from airflow_provider_cometapi.pipeline import ledger
 
         (result,) = ledger.settle(context, [result], self.log)
+        if result.checks:
+            context["ti"].xcom_push(key="checks", value=result.checks)
         if result.error:
             if result.paid or result.earlier:  # the bill stands though the outputs did not arrive
                 self._report(context, [result], params)
@@ -535,12 +556,32 @@ class CometImageEditOperator(_CometImageEditBase):
                 "ledger is kept next to the outputs.",
                 param="budget_scope",
             )
+        if params.max_outside_mask_drift is not None:
+            raise CometAPIValidationError(
+                "max_outside_mask_drift needs output_path: an edit over it is kept under "
+                "rejected/ beside the outputs, not returned through XCom; nothing was sent.",
+                param="max_outside_mask_drift",
+            )
         self._check_xcom_room(params)
         sources = read_all(self._given_sources, "image")
         mask = self._mask_source
         request = edit_request(sources, params, mask=mask.read("mask") if mask else None)
         with self.hook:
-            result = self.hook.edit(request)
+            result = self.hook.edit(
+                request, preserve_unmasked=params.preserve_unmasked, feather=params.feather
+            )
+        if request.mask is not None:
+            checks = [
+                {
+                    "output": f"return_value[{index}]",
+                    **image.drift.to_json(),
+                    "composited": params.preserve_unmasked,
+                    "rejected": False,
+                }
+                for index, image in enumerate(result.images)
+                if image.drift is not None
+            ]
+            context["ti"].xcom_push(key="checks", value=checks)
         paid = ItemResult(
             label_of(self._given_sources),
             usage=result.usage,

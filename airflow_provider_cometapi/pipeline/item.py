@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.request import edit_request
 from airflow_provider_cometapi.api.results import EXTENSIONS, EditOutcome, WrittenImage
+from airflow_provider_cometapi.api.sinks import SpooledSink
 from airflow_provider_cometapi.exceptions import CometAPIOutputConflictError
+from airflow_provider_cometapi.pipeline import masking
 from airflow_provider_cometapi.pipeline.records import ItemResult
 from airflow_provider_cometapi.storage import claims, manifests
 from airflow_provider_cometapi.storage.outputs import StagedOutputs
@@ -59,6 +61,10 @@ class ItemJob:
         self.parked = parked or {}
         self.request: EditRequest | None = None
         self.sink: StagedOutputs | None = None
+        self.raw: SpooledSink | None = None
+        """A masked edit's outputs as the model sent them, until they are checked."""
+        self.rejected: StagedOutputs | None = None
+        """Where outputs refused for their drift are kept (with ``max_outside_mask_drift``)."""
         self.key = ""
         self.replaceable: frozenset[str] = frozenset()
         """Final names that hold this very edit's earlier outputs, which it may overwrite."""
@@ -86,7 +92,11 @@ class ItemJob:
             item=plan.item,
             replace=self.scope.replace,
         )
-        self.key = fingerprint(self.request, plan)
+        if self.request.mask is not None:
+            self.raw = SpooledSink()
+            if self.params.max_outside_mask_drift is not None:
+                self.rejected = masking.rejected_outputs(self.sink)
+        self.key = fingerprint(self.request, plan, self.params)
         return None
 
     def prepare(self) -> ItemResult | None:
@@ -101,7 +111,7 @@ class ItemJob:
         ext = EXTENSIONS[f"image/{self.params.output_format or 'png'}"]
         targets = self.sink.targets_for([ext] * (self.params.n or 1))
         try:
-            settled = self._look_up(say_why=True)
+            settled = self._look_up(say_why=True) or self._refused_before()
             if settled is None and self.key in self.parked:
                 return self._deliver(self.parked[self.key])
             if settled is None:
@@ -126,6 +136,25 @@ class ItemJob:
             self.log.item("Editing %s again: %s", self.label, found.problem)
         self.replaceable = found.intact
         return None
+
+    def _refused_before(self) -> ItemResult | None:
+        """The failed result of an edit an earlier try or run refused for its drift, whose
+        outputs are still kept: the verdict stands, and nothing is paid again."""
+        if self.rejected is None:
+            return None
+        found = manifests.look_up(self.rejected, self.key)
+        if found.record is None:
+            return None
+        limit = self.params.max_outside_mask_drift
+        assert limit is not None
+        checks = found.record.get("checks") or []
+        error = masking.quality_error(checks, limit, self.label)
+        self.log.warning("Edit of %s was refused before: %s", self.label, error)
+        mine = self.scope.paid_for(found.record)
+        reused = ItemResult.reused_from(self.label, found.record, paid=mine)
+        return self._known(
+            replace(reused, outputs=[], checks=checks, error=error.to_dict(), cause=error)
+        )
 
     def _claim(self) -> ItemResult | None:
         """Take the edit's claim. While another task instance holds it, wait for that one's
@@ -157,9 +186,10 @@ class ItemJob:
             parked["request_id"],
         )
         written = []
+        sink = self.raw or self.sink
         for slot, image in enumerate(parked["images"]):
             data = base64.b64decode(image["b64"])
-            writer = self.sink.open_writer(slot, image["mime_type"])
+            writer = sink.open_writer(slot, image["mime_type"])
             writer.write(data)
             writer.close()
             written.append(WrittenImage(slot, image["mime_type"], len(data)))
@@ -199,7 +229,8 @@ class ItemJob:
         assert self.request is not None
         assert self.sink is not None
         key = self.scope.idempotency_key(self.key)
-        return run_edit(self.request, self.sink, idempotency_key=key, label=self.label)
+        sink = self.raw or self.sink
+        return run_edit(self.request, sink, idempotency_key=key, label=self.label)
 
     def finish(self, outcome: EditOutcome) -> ItemResult:
         """Record the edit in its manifest, then move the streamed outputs into place.
@@ -209,7 +240,21 @@ class ItemJob:
         manifest proves nothing, and an edit whose outputs never all landed is done again.
         """
         assert self.sink is not None
+        checks: list[dict[str, Any]] = []
+        if self.raw is not None:
+            assert self.request is not None
+            try:
+                checked = masking.check_outputs(self.raw, outcome, self.request, self.params)
+            except Exception as exc:  # an output that cannot be decoded: kept for a later try
+                return self.failed(exc, outcome)
+            masking.log_checked(checked, outcome, self.label, self.log)
+            if masking.over_limit(checked, self.params.max_outside_mask_drift):
+                return self._refuse(checked, outcome)
+            outcome = masking.write_checked(checked, outcome, self.sink)
+            self.raw.close()
+            checks = masking.checks_of(checked, self.sink.targets, rejected=False)
         result = self._known(ItemResult.edited(self.label, self.sink.targets, outcome))
+        result = replace(result, checks=checks) if checks else result
         record = {
             **result.manifest_record(),
             "files": self.sink.files(),
@@ -228,11 +273,42 @@ class ItemJob:
             self.log.item("Wrote %s", uri)
         return result
 
+    def _refuse(self, checked: list[Any], outcome: EditOutcome) -> ItemResult:
+        """Keep the outputs of an edit over the allowed drift under ``rejected/`` (with a
+        manifest, so the verdict is not paid for again) and fail the item."""
+        assert self.rejected is not None
+        assert self.raw is not None
+        limit = self.params.max_outside_mask_drift
+        assert limit is not None
+        try:
+            kept = masking.keep_rejected(self.raw, outcome, self.rejected)
+        except Exception as exc:  # the images stay in the ledger for a later try
+            return self.failed(exc, outcome)
+        checks = masking.checks_of(checked, kept, rejected=True)
+        error = masking.quality_error(checks, limit, self.label)
+        refused = ItemResult.failed(self.label, error, outcome)
+        record = {
+            **refused.manifest_record(),
+            "outputs": kept,
+            "checks": checks,
+            "files": self.rejected.files(),
+            "paid_by": self.scope.payer(),
+        }
+        try:
+            manifests.save(self.rejected, self.key, record)
+        except Exception as exc:  # the verdict still stands; a retry would pay again
+            self.log.warning("Could not record the refusal of %s: %s", self.label, exc)
+        self.abandon()
+        self.log.warning("Edit of %s failed: %s", self.label, error)
+        return self._known(replace(refused, checks=checks))
+
     def failed(self, error: BaseException, outcome: EditOutcome | None = None) -> ItemResult:
         """Leave nothing staged, log the failure, and record it: with its bill if the edit was
-        paid for, and then with its images unless another writer's conflict kept them."""
+        paid for, and then with its images (as the model sent them) unless another writer's
+        conflict kept them."""
         keep = outcome is not None and not isinstance(error, CometAPIOutputConflictError)
-        parked = self.sink.kept_images() if keep and self.sink is not None else []
+        kept_by = self.raw if self.raw is not None else self.sink
+        parked = kept_by.kept_images() if keep and kept_by is not None else []
         self.abandon()
         self.log.warning("Edit of %s failed: %s", self.label, error)
         result = self._known(ItemResult.failed(self.label, error, outcome))
@@ -246,6 +322,8 @@ class ItemJob:
         """Remove whatever was staged and free the claim (best effort)."""
         if self.sink is not None:
             self.sink.discard()
+        if self.raw is not None:
+            self.raw.close()
         self._release()
 
     def _release(self) -> None:
@@ -254,9 +332,10 @@ class ItemJob:
             self.claimed = False
 
 
-def fingerprint(request: EditRequest, plan: ItemPlan) -> str:
-    """sha256 over the input bytes, the mask, every sent field and where the outputs go (the
-    output path, map index and item id: never the item's place in a batch)."""
+def fingerprint(request: EditRequest, plan: ItemPlan, params: EditParams) -> str:
+    """sha256 over the input bytes, the mask, every sent field, what is done to a masked edit's
+    outputs, and where the outputs go (the output path, map index and item id: never the item's
+    place in a batch)."""
     digest = hashlib.sha256()
     for part in [*request.images, *([request.mask] if request.mask else [])]:
         digest.update(len(part.data).to_bytes(8, "big"))
@@ -267,5 +346,8 @@ def fingerprint(request: EditRequest, plan: ItemPlan) -> str:
         "map_index": plan.map_index,
         "item": plan.item,
     }
-    digest.update(json.dumps([request.fields, where], sort_keys=True).encode())
+    parts: list[Any] = [request.fields, where]
+    if request.mask is not None:
+        parts.append([params.preserve_unmasked, params.feather, params.max_outside_mask_drift])
+    digest.update(json.dumps(parts, sort_keys=True).encode())
     return digest.hexdigest()

@@ -13,6 +13,7 @@ from airflow_provider_cometapi.exceptions import (
     CometAPIBudgetError,
     CometAPIError,
 )
+from airflow_provider_cometapi.pipeline.masking import summed_checks
 
 if TYPE_CHECKING:
     from airflow_provider_cometapi.api.pricing import Pricing
@@ -54,6 +55,9 @@ class ItemResult:
     """``CometAPIError.to_dict()`` of what failed, or ``None``."""
     cost: float | None = None
     """What ``usage`` cost by the user's prices (``with_cost``), when known; never a guess."""
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    """A masked edit's check of each output (``pipeline/masking.py``): where it is, the share of
+    kept pixels the model changed and by how much, whether it was composited or rejected."""
     cause: BaseException | None = field(default=None, compare=False, repr=False)
     """The error itself, while the record stays in the process that caught it (not in JSON)."""
 
@@ -137,11 +141,14 @@ class ItemResult:
         return cls.from_json({key: value for key, value in line.items() if key != "position"})
 
     def to_json(self) -> dict[str, Any]:
-        """The record as JSON (without ``cost`` when it is not known)."""
+        """The record as JSON (without ``cost`` when it is not known, nor ``checks`` when the
+        edit had no mask)."""
         return {
             item.name: getattr(self, item.name)
             for item in fields(self)
-            if item.name != "cause" and not (item.name == "cost" and self.cost is None)
+            if item.name != "cause"
+            and not (item.name == "cost" and self.cost is None)
+            and not (item.name == "checks" and not self.checks)
         }
 
     @classmethod
@@ -194,8 +201,10 @@ def with_cost(result: ItemResult, pricing: Pricing | None, model: str) -> ItemRe
 
 def summary(results: list[ItemResult], usage: Mapping[str, Any]) -> dict[str, Any]:
     """The ``summary`` XCom: counts of items by outcome, and the tokens paid and reused, from
-    ``usage`` as ``usage_report`` gave it; small whatever the batch's size."""
+    ``usage`` as ``usage_report`` gave it, and the masked edits' checks summed up; small
+    whatever the batch's size."""
     started = [result for result in results if result.started]
+    checks = [check for result in results for check in result.checks]
     return {
         "items": len(results),
         "edited": sum(1 for result in started if not result.error and not result.reused),
@@ -205,6 +214,7 @@ def summary(results: list[ItemResult], usage: Mapping[str, Any]) -> dict[str, An
         "paid_tokens": usage.get("total_tokens", 0),
         "reused_tokens": usage["reused"].get("total_tokens", 0),
         **{key: usage[key] for key in ("cost", "currency") if key in usage},
+        **({"checks": summed_checks(checks)} if checks else {}),
     }
 
 

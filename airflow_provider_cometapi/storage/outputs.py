@@ -13,6 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.results import EXTENSIONS
+from airflow_provider_cometapi.api.sinks import SPOOL_IN_MEMORY
 from airflow_provider_cometapi.api.text import excerpt
 from airflow_provider_cometapi.exceptions import (
     CometAPIOutputConflictError,
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
 
 PLACEHOLDERS = frozenset({"stem", "index", "ext", "map_index", "item"})
-SPOOL_IN_MEMORY = 1 << 20
-"""Bytes of an output kept in memory by its local spool before the spool moves to disk."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
