@@ -10,6 +10,7 @@ from airflow.sdk.bases.hook import BaseHook
 
 from airflow_provider_cometapi.api.compositing import checked_image
 from airflow_provider_cometapi.api.failures import Failure, failure_error, give_up_note
+from airflow_provider_cometapi.api.models import service_default_notes
 from airflow_provider_cometapi.api.request import (
     EDIT_PATH,
     MODELS_PATH,
@@ -180,6 +181,8 @@ class CometApiHook(BaseHook):
             extra_fields=extra_fields,
         )
         request = edit_request(image, params, mask=mask)
+        for note in service_default_notes(params):
+            self.log.info("%s", note)
         return self.edit(
             request,
             preserve_unmasked=preserve_unmasked,

@@ -202,6 +202,7 @@ class _CometImageEditBase(BaseOperator):
 
         scope = TaskScope.of(context, reuse_outputs=self.reuse_outputs, replace=self.replace)
         budget = self._budget(plans, params, scope)
+        self._note_service_defaults([plan.params or params for plan in plans])
         parked = ledger.parked(context)
         runner = self._defer if self.deferrable else self._run
         return runner(
@@ -215,6 +216,15 @@ class _CometImageEditBase(BaseOperator):
             report=report,
             budget=budget,
         )
+
+    def _note_service_defaults(self, used: list[EditParams]) -> None:
+        """Log once at INFO each surprising default the service applies to fields left unset
+        (SeedEdit's watermark), over every set of parameters the items use."""
+        from airflow_provider_cometapi.api.models import service_default_notes
+
+        notes = dict.fromkeys(note for params in used for note in service_default_notes(params))
+        for note in notes:
+            self.log.info("%s", note)
 
     def _budget(
         self, plans: list[ItemPlan], params: EditParams, scope: TaskScope
@@ -563,6 +573,7 @@ class CometImageEditOperator(_CometImageEditBase):
                 param="max_outside_mask_drift",
             )
         self._check_xcom_room(params)
+        self._note_service_defaults([params])
         sources = read_all(self._given_sources, "image")
         mask = self._mask_source
         request = edit_request(sources, params, mask=mask.read("mask") if mask else None)
