@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
-from airflow_provider_cometapi.api.request import EditParams, edit_request
 from airflow_provider_cometapi.api.sinks import MemorySink
 from airflow_provider_cometapi.exceptions import (
     CometAPIBadRequestError,
@@ -46,7 +45,7 @@ from tests.faults.rawserver import (
     RawServer,
     http_response,
 )
-from tests.imaging import image_bytes
+from tests.faults.transports import TRANSPORTS, run_async, run_sync, small_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -113,31 +112,6 @@ def serve_raw(monkeypatch):
     for server in servers:
         server.stop()
     assert not [t for t in threading.enumerate() if t.name.startswith("rawserver-")]
-
-
-def small_request():
-    return edit_request(
-        image_bytes((64, 48)), EditParams(prompt="Add a ribbon", model="gpt-image-2")
-    )
-
-
-def run_sync(request, sink, key: str):
-    with CometApiHook() as hook:
-        return hook.run_edit(request, sink, idempotency_key=key)
-
-
-def run_async(request, sink, key: str):
-    async def main():
-        client = AsyncCometApiClient(CometApiHook().settings)
-        try:
-            return await client.run_edit(request, sink, idempotency_key=key)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(main())
-
-
-TRANSPORTS = {"sync": run_sync, "async": run_async}
 
 
 def files_under(folder: str) -> list[str]:
