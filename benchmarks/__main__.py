@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from benchmarks import (
+    bench_composite,
     bench_deferrable,
     bench_hook,
     bench_memory,
@@ -20,6 +21,7 @@ BENCHMARKS = (
     bench_deferrable,
     bench_parse,
     bench_scale,
+    bench_composite,
 )
 
 

@@ -36,6 +36,9 @@ def test_demo_runs_the_showcase_end_to_end_and_a_rerun_pays_nothing(tmp_path):
     assert "reused" not in first
     sheet = decode((tmp_path / "demo-output" / "contact-sheet.png").read_bytes())
     assert sheet.width > 4 * 320
+    assert "Drift: the model changed 30.0% of the pixels the mask keeps" in first
+    masks = decode((tmp_path / "demo-output" / "masks-that-hold.png").read_bytes())
+    assert masks.size == sheet.size  # before, mask, model output, composite
 
     second = run_demo(env)
     assert "this run reused them and paid for nothing" in second

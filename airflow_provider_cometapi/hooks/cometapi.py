@@ -158,9 +158,11 @@ class CometApiHook(BaseHook):
         :param prompt: the edit instruction.
         :param mask: optional PNG with alpha 0 where the image should change.
         :param model: defaults to the connection's ``default_model``.
-        :param n: number of outputs, 1-10.
-        :param quality: ``high``, ``medium``, ``low``, ``auto`` or ``standard``.
-        :param size: ``auto`` or ``WIDTHxHEIGHT``.
+        :param n: number of outputs (1-10 for the GPT image models).
+        :param quality: for the GPT image models ``high``, ``medium``, ``low``, ``auto`` or
+            ``standard``.
+        :param size: as the model's rules allow (README, "Models"), e.g. ``auto``,
+            ``1024x1024``, or ``adaptive`` for SeedEdit.
         :param output_format: ``png``, ``jpeg`` or ``webp``.
         :param response_format: ``b64_json`` or ``url`` (URLs are downloaded for you).
         :param extra_fields: further documented form fields, sent unchanged.

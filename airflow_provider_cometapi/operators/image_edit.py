@@ -453,9 +453,11 @@ class CometImageEditOperator(_CometImageEditBase):
         ``{stem}``, ``{index}``, ``{ext}``, ``{map_index}``, or one file. Without it, outputs
         return through XCom as base64 text. (templated)
     :param model: defaults to the connection's ``default_model``. (templated)
-    :param n: number of outputs, 1-10.
-    :param quality: ``high``, ``medium``, ``low``, ``auto`` or ``standard``. (templated)
-    :param size: ``auto`` or ``WIDTHxHEIGHT``. (templated)
+    :param n: number of outputs (1-10 for the GPT image models).
+    :param quality: for the GPT image models ``high``, ``medium``, ``low``, ``auto`` or
+        ``standard``. (templated)
+    :param size: as the model's rules allow (README, "Models"), e.g. ``auto``,
+        ``1024x1024``, or ``adaptive`` for SeedEdit. (templated)
     :param output_format: ``png``, ``jpeg`` or ``webp``. (templated)
     :param response_format: ``b64_json`` or ``url``.
     :param extra_fields: further form fields sent unchanged. (templated)

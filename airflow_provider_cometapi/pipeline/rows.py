@@ -188,7 +188,7 @@ class _AsText:
 
 def _whole_number(value: Any) -> Any:
     """A whole number given as text or a float (``"2"``, ``"2.0"``, ``2.0``) as an ``int``;
-    anything else as it is, for ``check_n`` to refuse by name."""
+    anything else as it is, for the model's rules to refuse by name."""
     number = value
     if isinstance(value, str):
         try:
