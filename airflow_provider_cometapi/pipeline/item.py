@@ -251,7 +251,6 @@ class ItemJob:
             if masking.over_limit(checked, self.params.max_outside_mask_drift):
                 return self._refuse(checked, outcome)
             outcome = masking.write_checked(checked, outcome, self.sink)
-            self.raw.close()
             checks = masking.checks_of(checked, self.sink.targets, rejected=False)
         result = self._known(ItemResult.edited(self.label, self.sink.targets, outcome))
         result = replace(result, checks=checks) if checks else result
@@ -267,7 +266,9 @@ class ItemJob:
         try:
             outputs = self.sink.commit(self.replaceable)
         except Exception as exc:  # commit() has removed, or kept and named, what it staged
-            return self.failed(exc, outcome)
+            return self.failed(exc, outcome)  # a masked edit's raw outputs are parked
+        if self.raw is not None:
+            self.raw.close()
         self._release()
         for uri in outputs:
             self.log.item("Wrote %s", uri)
