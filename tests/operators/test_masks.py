@@ -156,6 +156,9 @@ def test_an_edit_over_the_drift_limit_is_kept_under_rejected_and_never_paid_agai
     assert again.state == "failed"
     assert len(cometapi_emulator.billed) == 1  # the verdict stands; nothing is paid again
     assert "refused before" in capfd.readouterr().out
+    usage = again.xcom("edit", "usage")  # the first try's bill, counted once
+    assert (usage["requests"], usage["total_tokens"]) == (1, billed["usage"]["total_tokens"])
+    assert again.xcom("edit", "checks") == [check]
 
 
 def test_an_edit_within_the_drift_limit_is_written(run_dag, tmp_path, cometapi_emulator):
