@@ -92,7 +92,7 @@ class EditParams:
         """The text fields, checked by the model's rules (only the shared ones for a model the
         table does not know), in the order they are sent."""
         model = _check_model(self.model)
-        fields = [("prompt", check_prompt(self.prompt, model)), ("model", model)]
+        fields = [("prompt", check_prompt(self.prompt)), ("model", model)]
         for name in PARAM_NAMES:
             value = getattr(self, name)
             if value is not None:
@@ -155,18 +155,11 @@ def edit_request(
     )
 
 
-def check_prompt(prompt: Any, model: str) -> str:
-    """A non-blank prompt, within ``model``'s length limit if it has one."""
+def check_prompt(prompt: Any) -> str:
+    """A non-blank prompt; no model page documents a length limit, so the server judges it."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise CometAPIValidationError(
             "prompt is empty: describe the edit, e.g. 'Add a small red ribbon to the boat.'",
-            param="prompt",
-        )
-    rules = rules_for(model)
-    limit = rules.max_prompt_chars if rules else None
-    if limit is not None and len(prompt) > limit:
-        raise CometAPIValidationError(
-            f"prompt has {len(prompt)} characters, over the {limit} limit for {model}: shorten it.",
             param="prompt",
         )
     return prompt
