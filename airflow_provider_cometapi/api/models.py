@@ -23,6 +23,10 @@ from airflow_provider_cometapi.exceptions import CometAPIValidationError
 if TYPE_CHECKING:
     from airflow_provider_cometapi.api.request import EditParams
 
+MB = 1_000_000
+"""The model pages' megabyte: "under 4 MB" and "at most 10 MB" are decimal, so a mask of
+4,000,000 bytes and a SeedEdit image of 10,000,001 are refused (the general limit stays 50 MiB)."""
+
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _DIMENSIONS = re.compile(r"([1-9][0-9]*)x([1-9][0-9]*)")
 
@@ -159,7 +163,6 @@ class ModelRules:
     fields: tuple[FieldRule, ...] = ()
     size: SizeRule | None = None
     images: ImageLimits = GENERAL_LIMITS
-    max_prompt_chars: int | None = None
     service_defaults: tuple[ServiceDefault, ...] = ()
 
     def rule(self, name: str) -> FieldRule | SizeRule | None:
@@ -202,8 +205,8 @@ GPT_IMAGE_2 = ModelRules(
         FieldRule("user", "text"),
     ),
     size=SizeRule(named=("auto",), multiple_of=16, max_ratio=3, max_box=(3840, 2160)),
-    images=replace(GENERAL_LIMITS, mask_max_bytes=4 * MIB),
-    max_prompt_chars=32_000,
+    # "under 4 MB": a limit is the largest size taken, so 4,000,000 bytes are refused
+    images=replace(GENERAL_LIMITS, mask_max_bytes=4 * MB - 1),
 )
 GPT_IMAGE_1 = replace(
     GPT_IMAGE_2,
@@ -223,7 +226,7 @@ SEEDEDIT = ModelRules(
     size=SizeRule(named=("adaptive",), open=True),
     images=replace(
         GENERAL_LIMITS,
-        max_bytes=10 * MIB,
+        max_bytes=10 * MB,  # "at most 10 MB"
         mime_types=("image/png", "image/jpeg"),
         max_ratio=3,
         min_side=15,
@@ -302,8 +305,6 @@ def rules_markdown() -> str:
     ]
     for rules in MODEL_RULES:
         fields = [f"`{rule.name}` {rule.allowed()}" for rule in rules.fields]
-        if rules.max_prompt_chars is not None:
-            fields.insert(0, f"`prompt` at most {rules.max_prompt_chars:,} characters")
         rows.append(
             [
                 rules.family,
@@ -338,7 +339,7 @@ def _images_in_words(limits: ImageLimits) -> str:
     formats = "/".join(mime.split("/")[1].upper() for mime in limits.mime_types)
     text = (
         f"1-{limits.max_images}; {formats} (others converted to PNG); "
-        f"at most {limits.max_bytes / MIB:g} MiB each"
+        f"{_bytes_in_words(limits.max_bytes)} each"
     )
     if limits.min_side > 1:
         text += f"; sides of {limits.min_side} px or more"
@@ -350,7 +351,17 @@ def _images_in_words(limits: ImageLimits) -> str:
 def _mask_in_words(limits: ImageLimits) -> str:
     if not limits.takes_mask:
         return "not taken"
-    return f"PNG with alpha, the first image's size, at most {limits.mask_max_bytes / MIB:g} MiB"
+    return f"PNG with alpha, the first image's size, {_bytes_in_words(limits.mask_max_bytes)}"
+
+
+def _bytes_in_words(limit: int) -> str:
+    """A byte limit (the largest size taken) as its page words it: ``at most 50 MiB`` for the
+    general limit, ``at most 10 MB`` or ``under 4 MB`` (``4 * MB - 1``) for a model's own."""
+    if limit % MIB == 0:
+        return f"at most {limit // MIB} MiB"
+    if (limit + 1) % MB == 0:
+        return f"under {(limit + 1) // MB} MB"
+    return f"at most {limit / MB:g} MB"
 
 
 def _number(value: Any, *, whole: bool) -> float | None:

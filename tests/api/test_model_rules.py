@@ -18,6 +18,7 @@ from airflow_provider_cometapi.api.images import GENERAL_LIMITS, MIB, check_imag
 from airflow_provider_cometapi.api.models import (
     GPT_IMAGE_1,
     GPT_IMAGE_2,
+    MB,
     MODEL_RULES,
     SEEDEDIT,
     rules_for,
@@ -27,7 +28,7 @@ from airflow_provider_cometapi.api.models import (
 from airflow_provider_cometapi.api.request import EditParams, edit_request
 from airflow_provider_cometapi.exceptions import CometAPIValidationError
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
-from tests.imaging import image_bytes, mask_bytes
+from tests.imaging import image_bytes, mask_bytes, png_chunk
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 GPT2 = "gpt-image-2"
@@ -59,10 +60,19 @@ def noise(size: tuple[int, int], mode: str = "RGB", fmt: str = "PNG") -> bytes:
 
 
 @functools.cache
-def over_10_mib() -> bytes:
+def over_10_mb() -> bytes:
     data = noise((2000, 2000))
-    assert 10 * MIB < len(data) < 50 * MIB
+    assert 10 * MB < len(data) < 50 * MIB
     return data
+
+
+def padded(png: bytes, total: int) -> bytes:
+    """``png`` grown to exactly ``total`` bytes by a private ancillary chunk after IHDR, which
+    readers skip: the same picture, as large a file as a test needs."""
+    header_end = 8 + 12 + 13  # the signature, then IHDR's length, type, 13 bytes and CRC
+    filler = total - len(png) - 12
+    assert filler >= 0
+    return png[:header_end] + png_chunk(b"prVt", b"\0" * filler) + png[header_end:]
 
 
 # -- which rules a model gets
@@ -269,12 +279,13 @@ def test_gpt_image_extra_fields(field, good, bad, allowed):
         assert allowed in message
 
 
-def test_gpt_image_prompts_stop_at_32000_characters():
-    assert EditParams(prompt="x" * 32_000, model=GPT2).checked().prompt == "x" * 32_000
-    message = refused(GPT2, "prompt", prompt="x" * 32_001)
-    assert (
-        message == "prompt has 32001 characters, over the 32000 limit for gpt-image-2: shorten it."
-    )
+@pytest.mark.parametrize("model", [GPT2, "gpt-image-1", SEED, UNKNOWN])
+def test_a_long_prompt_goes_to_the_server_as_it_is(model):
+    """No model page documents a prompt length limit: only a blank prompt is refused."""
+    prompt = "x" * 100_000
+    assert EditParams(prompt=prompt, model=model).checked().prompt == prompt
+    assert EditParams(prompt=prompt, model=model).form_fields()[0] == ("prompt", prompt)
+    assert refused(model, "prompt", prompt=" \n").startswith("prompt is empty: ")
 
 
 def test_seededit_fields_sent_to_a_gpt_model_pass_through():
@@ -342,24 +353,35 @@ def test_seededit_sends_png_and_jpeg_as_they_are_and_converts_webp_to_png():
     assert sent(UNKNOWN, image_bytes(fmt="WEBP")) == "image/webp"
 
 
-def test_seededit_refuses_an_image_over_10_mib_that_others_take():
-    message = image_refused(SEED, ("noise.png", over_10_mib()))
+def test_seededit_refuses_an_image_over_10_mb_that_others_take():
+    message = image_refused(SEED, ("noise.png", over_10_mb()))
 
     assert re.fullmatch(
-        rf"image: image 'noise.png' is 1\d\.\d MiB, over the 10 MiB limit for {SEED}: "
+        rf"image: image 'noise.png' is [0-9.]+ MiB, over the [0-9.]+ MiB limit for {SEED}: "
         "downscale or recompress it.",
         message,
     )
-    assert sent(GPT2, over_10_mib()) == sent(UNKNOWN, over_10_mib()) == "image/png"
+    assert sent(GPT2, over_10_mb()) == sent(UNKNOWN, over_10_mb()) == "image/png"
+
+
+def test_seededit_images_stop_at_10_decimal_megabytes():
+    """The page's "at most 10 MB" in decimal megabytes: 10,000,000 bytes are taken, one more is
+    refused (not 10 MiB, 10,485,760)."""
+    assert SEEDEDIT.images.max_bytes == 10_000_000
+    assert sent(SEED, padded(image_bytes(), 10_000_000)) == "image/png"
+
+    message = image_refused(SEED, ("big.png", padded(image_bytes(), 10_000_001)))
+    assert message.startswith("image: image 'big.png' is ")
+    assert message.endswith(f" limit for {SEED}: downscale or recompress it.")
 
 
 def test_seededit_judges_a_converted_image_by_the_bytes_it_would_send():
-    webp = noise((2400, 2400), fmt="WEBP")  # lossy WEBP, well under 10 MiB; lossless PNG over it
-    assert len(webp) < 10 * MIB
+    webp = noise((2400, 2400), fmt="WEBP")  # lossy WEBP, well under 10 MB; lossless PNG over it
+    assert len(webp) < 10 * MB
 
     message = image_refused(SEED, ("noise.webp", webp))
     assert "'noise.webp' (converted to PNG) is " in message
-    assert f"over the 10 MiB limit for {SEED}" in message
+    assert message.endswith(f" limit for {SEED}: downscale or recompress it.")
 
 
 @pytest.mark.parametrize("size", [(63, 21), (21, 63), (15, 15), (15, 45)])
@@ -390,17 +412,18 @@ def test_seededit_takes_a_mask_with_the_shared_checks():
     assert "resize the mask to match" in message
 
 
-def test_gpt_image_masks_stop_at_4_mib():
-    size = (1100, 1000)
-    mask = noise(size, mode="RGBA")
-    assert 4 * MIB < len(mask) < 50 * MIB
+@pytest.mark.parametrize("model", [GPT2, "gpt-image-1.5", "gpt-image-1"])
+def test_gpt_image_masks_must_be_under_4_decimal_megabytes(model):
+    """The page's "under 4 MB" in decimal megabytes: 3,999,999 bytes are taken, 4,000,000
+    refused (not 4 MiB, 4,194,304); a model the table does not know takes it."""
+    params = EditParams(prompt="x", model=model)
+    assert edit_request(image_bytes(), params, mask=padded(mask_bytes(), 3_999_999)).mask
 
-    message = image_refused(GPT2, image_bytes(size), mask=("mask.png", mask), param="mask")
-    assert message.startswith("mask: mask 'mask.png' is 4.")
-    assert message.endswith(
-        "MiB, over the 4 MiB limit for gpt-image-2: downscale or recompress it."
-    )
-    edit = edit_request(image_bytes(size), EditParams(prompt="x", model=UNKNOWN), mask=mask)
+    at_4_mb = padded(mask_bytes(), 4_000_000)
+    message = image_refused(model, image_bytes(), mask=("mask.png", at_4_mb), param="mask")
+    assert message.startswith("mask: mask 'mask.png' is ")
+    assert message.endswith(f" limit for {model}: downscale or recompress it.")
+    edit = edit_request(image_bytes(), EditParams(prompt="x", model=UNKNOWN), mask=at_4_mb)
     assert edit.mask is not None
 
 

@@ -69,7 +69,6 @@ CASES = {
     # the prompt
     "empty prompt": case(lambda _: {"prompt": ""}, "prompt", "describe the edit"),
     "whitespace prompt": case(lambda _: {"prompt": "  \n\t"}, "prompt", "describe the edit"),
-    "prompt over 32000 chars": case(lambda _: {"prompt": "x" * 32_001}, "prompt", "shorten it"),
     # parameters
     "n=0": case(lambda _: {"n": 0}, "n", "from 1 to 10"),
     "n=11": case(lambda _: {"n": 11}, "n", "from 1 to 10"),
