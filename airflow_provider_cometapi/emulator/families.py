@@ -5,8 +5,9 @@
   ``response_format=url``) and the long usage object of CometAPI's page.
 - ByteDance SeedEdit/Seedream (:data:`SEEDEDIT_MODELS`): always ``data[].url``, with ``model``,
   ``created`` and usage ``{generated_images, output_tokens, total_tokens}``. Images are JPEG or
-  PNG, at most 10 MiB, aspect ratio (width/height) 1/3 to 3, each side over 14 px. Extra fields:
-  ``size=adaptive`` (the input's size; other sizes are read as for GPT models), ``seed``
+  PNG, at most 10 MB (10,000,000 bytes), aspect ratio (width/height) 1/3 to 3, each side over
+  14 px. Extra fields: ``size=adaptive`` (the input's size; other sizes are read as for GPT
+  models), ``seed``
   (-1 to 2147483647; a seed over 0 shifts the tint, while -1, random for the real service, leaves
   outputs deterministic), ``guidance_scale`` (1.0 to 10.0, checked only) and ``watermark``
   (``true``/``false``, default true: a fixed patch, see ``editing.WATERMARK_COLOUR``).
@@ -34,7 +35,8 @@ LISTED_MODELS = (*GPT_MODELS, *SEEDEDIT_MODELS, "qwen-image-edit")
 """What ``GET /v1/models`` lists."""
 
 SEEDEDIT_IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG"}
-SEEDEDIT_MAX_BYTES = 10 * 1024 * 1024
+SEEDEDIT_MAX_BYTES = 10_000_000
+"""The page's "at most 10 MB", in decimal megabytes."""
 SEEDEDIT_MAX_RATIO = 3
 """Width/height from 1/3 to 3."""
 SEEDEDIT_MIN_SIDE = 15

@@ -7,7 +7,7 @@ import pytest
 from airflow_provider_cometapi.emulator.editing import WATERMARK_COLOUR
 from airflow_provider_cometapi.emulator.families import SEEDEDIT_MODELS
 from tests.emulator.helpers import USAGE_KEYS, assert_refused, outputs, png_part
-from tests.imaging import decode, image_bytes
+from tests.imaging import decode, image_bytes, png_chunk
 
 SEEDREAM = "seedream-4-0-250828"
 
@@ -180,20 +180,24 @@ def test_seededit_refuses_images_it_does_not_take(
     assert post_edit(files=files, model="gpt-image-2").status_code == 200  # as before
 
 
-def test_seededit_refuses_an_image_over_10_mb(post_edit, cometapi_emulator):
-    import io
-    import random
+def padded(png: bytes, total: int) -> bytes:
+    """``png`` grown to exactly ``total`` bytes by a private ancillary chunk after IHDR, which
+    readers skip."""
+    header_end = 8 + 12 + 13  # the signature, then IHDR's length, type, 13 bytes and CRC
+    return png[:header_end] + png_chunk(b"prVt", b"\0" * (total - len(png) - 12)) + png[header_end:]
 
-    from PIL import Image
 
-    noise = random.Random(5).randbytes(1900 * 1900 * 3)  # incompressible: about 10.3 MiB
-    buffer = io.BytesIO()
-    Image.frombytes("RGB", (1900, 1900), noise).save(buffer, format="PNG", compress_level=0)
-    assert buffer.tell() > 10 * 1024 * 1024
+def test_seededit_takes_an_image_of_10_mb_and_refuses_one_byte_more(post_edit, cometapi_emulator):
+    """The page's "at most 10 MB" is decimal: 10,000,000 bytes, not 10 MiB (10,485,760)."""
+    at_limit = padded(image_bytes(), 10_000_000)
+    assert len(at_limit) == 10_000_000
+    assert post_edit(files=[png_part(at_limit)], model=SEEDREAM).status_code == 200
+    cometapi_emulator.reset()
 
-    response = post_edit(files=[png_part(buffer.getvalue())], model=SEEDREAM)
+    response = post_edit(files=[png_part(padded(image_bytes(), 10_000_001))], model=SEEDREAM)
 
     assert_refused(response, cometapi_emulator, "image", "image_too_large")
+    assert "10000001 bytes, over this model's 10 MB limit" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
