@@ -1,8 +1,9 @@
 """What a model did outside the mask: measure it, and undo it by compositing over the source.
 
 Pure functions on encoded images (no I/O). A mask's alpha 255 marks pixels to keep, alpha 0
-pixels to edit; partial alpha blends the two. Images are compared and composited in RGB, or
-RGBA when the source or the output has transparency.
+pixels to edit; partial alpha blends the two. Images are compared and composited at 8 bits a
+channel in RGB, or RGBA when the source or the output has transparency (a 16-bit source is
+scaled to 8 bits).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ STRIP_ROWS = 256
 """Rows compared at a time, so the difference images stay small whatever the output's size."""
 KEPT = [0] * 255 + [255]
 """Lookup table: alpha 255 (keep) becomes 255, anything else 0."""
+LOSSY_TOLERANCE = 24
+"""How far (0-255) a channel of a JPEG or WEBP output may differ from the source before its
+pixel counts as changed: their compression alone moves an untouched pixel by up to about 20
+at quality 90, and by more than 24 in under 1 % of pixels even at quality 75. PNG: 0."""
+LOSSY_TYPES = frozenset({"image/jpeg", "image/webp"})
 LOSSLESS_FORMATS = {"image/png": "PNG", "image/webp": "WEBP"}
 """Composites are written lossless (else kept pixels would not stay exact): PNG or lossless
 WEBP; a JPEG output's composite is written as PNG."""
@@ -31,14 +37,17 @@ class Drift:
     """What the model changed where the mask says keep.
 
     :param kept_pixels: pixels the mask keeps (alpha 255).
-    :param changed_pixels: kept pixels the model's output changed (any channel).
+    :param changed_pixels: kept pixels the model's output changed: a channel differs by more
+        than ``tolerance``.
     :param mean_abs_diff: the mean absolute difference of the changed pixels, per channel
         (0-255); 0 when none changed.
+    :param tolerance: the difference a channel may have and still count as unchanged.
     """
 
     kept_pixels: int
     changed_pixels: int
     mean_abs_diff: float
+    tolerance: int = 0
 
     @property
     def changed_fraction(self) -> float:
@@ -52,6 +61,7 @@ class Drift:
             "changed_pixels": self.changed_pixels,
             "changed_fraction": round(self.changed_fraction, 6),
             "mean_abs_diff": round(self.mean_abs_diff, 3),
+            "tolerance": self.tolerance,
         }
 
 
@@ -70,6 +80,17 @@ class MaskedOutput:
     composited: bool
     resized_from: tuple[int, int] | None = None
 
+    def entry(self, output: str, *, rejected: bool = False) -> dict[str, Any]:
+        """This output's line in a ``checks`` list: where it went, its drift, whether it was
+        composited, resized or rejected."""
+        return {
+            "output": output,
+            **self.drift.to_json(),
+            "composited": self.composited,
+            "resized_from": list(self.resized_from) if self.resized_from else None,
+            "rejected": rejected,
+        }
+
 
 def check_output(
     output: bytes,
@@ -84,9 +105,10 @@ def check_output(
     ``composite``, paste the source back over it through the mask.
 
     The drift is measured on the model's output as sent (resized to the source's size if it
-    differs). The composite keeps every pixel of alpha 255 exactly as the source has it, takes
-    the model's pixels where alpha is 0, and blends in between; ``feather`` (pixels) softens the
-    seam into the edited area only, so kept pixels stay exact.
+    differs), with ``LOSSY_TOLERANCE`` for a JPEG or WEBP output. The composite keeps every
+    pixel of alpha 255 exactly as the source has it, takes the model's pixels where alpha is 0,
+    and blends in between; ``feather`` (the radius of a Gaussian blur of the mask, in pixels)
+    softens the seam into the edited area only, so kept pixels stay exact.
 
     :param mime_type: the output's type (``image/png``, ``image/jpeg`` or ``image/webp``).
     """
@@ -103,7 +125,8 @@ def check_output(
     raw = _in_mode(raw, mode)
     if resized_from is not None:
         raw = raw.resize(first.size, Image.Resampling.LANCZOS)
-    drift = measure_drift(raw, first, kept)
+    tolerance = LOSSY_TOLERANCE if mime_type in LOSSY_TYPES else 0
+    drift = measure_drift(raw, first, kept, tolerance)
     if not composite:
         return MaskedOutput(output, mime_type, drift, composited=False, resized_from=resized_from)
     raw.paste(first, (0, 0), feathered(kept, feather))  # in place: no third full-size image
@@ -122,12 +145,17 @@ def checked_image(
     checked = check_output(
         image.data, source, mask, mime_type=image.mime_type, composite=composite, feather=feather
     )
-    return replace(image, data=checked.data, mime_type=checked.mime_type, drift=checked.drift)
+    return replace(
+        image,
+        data=checked.data,
+        mime_type=checked.mime_type,
+        check=replace(checked, data=b""),
+    )
 
 
-def measure_drift(output: Image, source: Image, alpha: Image) -> Drift:
+def measure_drift(output: Image, source: Image, alpha: Image, tolerance: int = 0) -> Drift:
     """Compare ``output`` with ``source`` (same size and mode) where ``alpha`` is 255, a strip
-    of rows at a time."""
+    of rows at a time; a pixel changed when a channel differs by more than ``tolerance``."""
     from PIL import ImageChops
 
     width, height = source.size
@@ -142,12 +170,14 @@ def measure_drift(output: Image, source: Image, alpha: Image) -> Drift:
         kept_pixels += kept_here
         bands = ImageChops.difference(output.crop(box), source.crop(box)).split()
         largest = reduce(ImageChops.lighter, bands)
-        changed += kept_here - largest.histogram(mask=kept)[0]
+        changed_here = largest.point([0] * (tolerance + 1) + [255] * (255 - tolerance))
+        moved = ImageChops.multiply(changed_here, kept)
+        changed += moved.histogram()[255]
         for band in bands:
-            total_diff += sum(value * count for value, count in enumerate(band.histogram(kept)))
+            total_diff += sum(value * count for value, count in enumerate(band.histogram(moved)))
     channels = len(source.getbands())
     mean = total_diff / (changed * channels) if changed else 0.0
-    return Drift(kept_pixels, changed, mean)
+    return Drift(kept_pixels, changed, mean, tolerance)
 
 
 def feathered(alpha: Image, feather: int) -> Image:
@@ -171,11 +201,14 @@ def _alpha(mask: bytes) -> Image:
 
 
 def _in_mode(image: Image, mode: str) -> Image:
-    """``image`` decoded in ``mode`` (a palette or grey image converted exactly)."""
+    """``image`` decoded in ``mode``: a palette or 8-bit grey image converted exactly, a 16-bit
+    one scaled to 8 bits (Pillow's own conversion would clip it)."""
     if image.mode == mode:
         image.load()
         return image
-    if image.mode == "P" or image.mode.startswith("I") or image.mode == "F":
+    if image.mode.startswith("I;16") or image.mode == "I":
+        image = image.convert("I").point(lambda value: value / 257).convert("L")
+    elif image.mode == "P":
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     return image.convert(mode)
 

@@ -74,13 +74,12 @@ class EditParams:
     def checked(self) -> EditParams:
         """These parameters, checked by ``form_fields``, with ``n`` as a number; raise
         ``CometAPIValidationError`` on the first fault, naming the field."""
-        check_mask_options(self.preserve_unmasked, self.feather, self.max_outside_mask_drift)
-        if self.preserve_unmasked and self.output_format == "jpeg":
-            raise CometAPIValidationError(
-                "preserve_unmasked keeps pixels exact, which JPEG cannot: use output_format "
-                "'png' or 'webp' (written lossless), or leave preserve_unmasked off.",
-                param="output_format",
-            )
+        check_mask_options(
+            self.preserve_unmasked,
+            self.feather,
+            self.max_outside_mask_drift,
+            output_format=self.output_format,
+        )
         n = dict(self.form_fields()).get("n")
         return replace(
             self,
@@ -105,9 +104,12 @@ class EditParams:
         return asdict(self)
 
 
-def check_mask_options(preserve_unmasked: Any, feather: Any, max_drift: Any) -> None:
-    """``preserve_unmasked`` a boolean, ``feather`` whole pixels (0 or more), and
-    ``max_outside_mask_drift`` a share from 0 to 1 (or ``None``)."""
+def check_mask_options(
+    preserve_unmasked: Any, feather: Any, max_drift: Any, *, output_format: Any = None
+) -> None:
+    """``preserve_unmasked`` a boolean (and then no JPEG ``output_format``, which cannot keep
+    pixels exact), ``feather`` whole pixels (0 or more), ``max_outside_mask_drift`` a share
+    from 0 to 1 (or ``None``)."""
     if not isinstance(preserve_unmasked, bool):
         raise CometAPIValidationError(
             f"preserve_unmasked is {preserve_unmasked!r}; use True or False.",
@@ -126,6 +128,12 @@ def check_mask_options(preserve_unmasked: Any, feather: Any, max_drift: Any) -> 
             f"max_outside_mask_drift is {max_drift!r}; use a share of the kept pixels from 0 "
             "to 1, e.g. 0.01 for 1 %.",
             param="max_outside_mask_drift",
+        )
+    if preserve_unmasked and output_format == "jpeg":
+        raise CometAPIValidationError(
+            "preserve_unmasked keeps pixels exact, which JPEG cannot: use output_format "
+            "'png' or 'webp' (written lossless), or leave preserve_unmasked off.",
+            param="output_format",
         )
 
 

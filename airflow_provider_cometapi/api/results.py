@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_provider_cometapi.api.compositing import Drift
+    from airflow_provider_cometapi.api.compositing import Drift, MaskedOutput
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
@@ -19,8 +19,14 @@ class EditedImage:
     mime_type: str
     revised_prompt: str | None = None
     url: str | None = None
-    drift: Drift | None = None
-    """With a mask: what the model changed where the mask keeps pixels (before compositing)."""
+    check: MaskedOutput | None = field(default=None, repr=False)
+    """With a mask: the output's check (``api/compositing.py``), without its bytes."""
+
+    @property
+    def drift(self) -> Drift | None:
+        """With a mask: what the model changed where the mask keeps pixels (before
+        compositing)."""
+        return self.check.drift if self.check is not None else None
 
     @property
     def extension(self) -> str:

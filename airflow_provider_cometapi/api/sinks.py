@@ -99,6 +99,8 @@ class SpooledSink:
 
     def open_writer(self, slot: int, mime_type: str) -> ImageWriter:
         """A fresh spool for ``slot``."""
+        if slot in self._spools:  # an output delivered again replaces its earlier copy
+            self._spools.pop(slot)[1].drop()
         spool = _KeptSpool(max_size=SPOOL_IN_MEMORY)
         self._spools[slot] = (mime_type, spool)
         return spool

@@ -16,6 +16,7 @@ from airflow_provider_cometapi.api.request import (
     MODELS_PATH,
     EditParams,
     EditRequest,
+    check_mask_options,
     edit_request,
 )
 from airflow_provider_cometapi.api.response import error_from_response, request_id_from
@@ -216,6 +217,8 @@ class CometApiHook(BaseHook):
         :param timeout: read timeout in seconds for this call.
         :param idempotency_key: sent as ``Idempotency-Key`` on every attempt.
         """
+        output_format = dict(request.fields).get("output_format")
+        check_mask_options(preserve_unmasked, feather, None, output_format=output_format)
         sink = MemorySink()
         outcome = self.run_edit(request, sink, timeout=timeout, idempotency_key=idempotency_key)
         images = [
@@ -228,11 +231,7 @@ class CometApiHook(BaseHook):
             for image in outcome.images
         ]
         if request.mask is not None:
-            source, mask = request.images[0].data, request.mask.data
-            images = [
-                checked_image(image, source, mask, composite=preserve_unmasked, feather=feather)
-                for image in images
-            ]
+            images = [self._checked(image, request, preserve_unmasked, feather) for image in images]
         return ImageEditResult(
             created=outcome.created,
             images=images,
@@ -240,6 +239,34 @@ class CometApiHook(BaseHook):
             request_id=outcome.request_id,
             retries=outcome.retries,
         )
+
+    def _checked(
+        self, image: EditedImage, request: EditRequest, preserve_unmasked: bool, feather: int
+    ) -> EditedImage:
+        """A paid output checked through the request's mask (composited when asked); as it
+        came, with a warning, when it cannot be decoded: it was paid for."""
+        assert request.mask is not None
+        try:
+            checked = checked_image(
+                image,
+                request.images[0].data,
+                request.mask.data,
+                composite=preserve_unmasked,
+                feather=feather,
+            )
+        except Exception as exc:  # Pillow raises many types for a corrupt image
+            self.log.warning(
+                "An edited image could not be decoded for the mask check (%s); returned as it came",
+                type(exc).__name__,
+            )
+            return image
+        if checked.check is not None and checked.check.resized_from is not None:
+            self.log.warning(
+                "An edited image is %dx%d, not the source's size: resized to the source's "
+                "before the mask check",
+                *checked.check.resized_from,
+            )
+        return checked
 
     def run_edit(
         self,

@@ -585,14 +585,9 @@ class CometImageEditOperator(_CometImageEditBase):
             )
         if request.mask is not None:
             checks = [
-                {
-                    "output": f"return_value[{index}]",
-                    **image.drift.to_json(),
-                    "composited": params.preserve_unmasked,
-                    "rejected": False,
-                }
+                image.check.entry(f"return_value[{index}]")
                 for index, image in enumerate(result.images)
-                if image.drift is not None
+                if image.check is not None
             ]
             context["ti"].xcom_push(key="checks", value=checks)
         paid = ItemResult(

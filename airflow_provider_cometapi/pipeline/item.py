@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_cometapi.api.request import edit_request
 from airflow_provider_cometapi.api.results import EXTENSIONS, EditOutcome, WrittenImage
 from airflow_provider_cometapi.api.sinks import SpooledSink
-from airflow_provider_cometapi.exceptions import CometAPIOutputConflictError
+from airflow_provider_cometapi.exceptions import (
+    CometAPIBadResponseError,
+    CometAPIError,
+    CometAPIOutputConflictError,
+)
 from airflow_provider_cometapi.pipeline import masking
 from airflow_provider_cometapi.pipeline.records import ItemResult
 from airflow_provider_cometapi.storage import claims, manifests
@@ -64,7 +68,7 @@ class ItemJob:
         self.raw: SpooledSink | None = None
         """A masked edit's outputs as the model sent them, until they are checked."""
         self.rejected: StagedOutputs | None = None
-        """Where outputs refused for their drift are kept (with ``max_outside_mask_drift``)."""
+        """Where a masked edit's outputs are kept when they are refused (``pipeline/masking``)."""
         self.key = ""
         self.replaceable: frozenset[str] = frozenset()
         """Final names that hold this very edit's earlier outputs, which it may overwrite."""
@@ -92,11 +96,10 @@ class ItemJob:
             item=plan.item,
             replace=self.scope.replace,
         )
+        self.key = fingerprint(self.request, plan)
         if self.request.mask is not None:
             self.raw = SpooledSink()
-            if self.params.max_outside_mask_drift is not None:
-                self.rejected = masking.rejected_outputs(self.sink)
-        self.key = fingerprint(self.request, plan, self.params)
+            self.rejected = masking.rejected_outputs(self.sink, self.key)
         return None
 
     def prepare(self) -> ItemResult | None:
@@ -128,33 +131,51 @@ class ItemJob:
         """The reused result when a manifest proves the outputs and they may be reused."""
         assert self.sink is not None
         found = manifests.look_up(self.sink, self.key)
-        if found.record is not None:
+        problem = found.problem
+        if found.record is not None and self._same_options(found.record):
             mine = self.scope.paid_for(found.record)
             if mine or self.scope.reuse_outputs:
                 return self._reuse(found.record, paid=mine)
-        elif found.problem is not None and say_why:
-            self.log.item("Editing %s again: %s", self.label, found.problem)
+        elif found.record is not None:
+            problem = "its outputs were written with other mask options"
+        if problem is not None and say_why:
+            self.log.item("Editing %s again: %s", self.label, problem)
         self.replaceable = found.intact
         return None
 
+    def _same_options(self, record: Mapping[str, Any]) -> bool:
+        """Whether a manifest's outputs were made with this edit's mask options."""
+        return self.raw is None or record.get("masking") == masking.options_of(self.params)
+
     def _refused_before(self) -> ItemResult | None:
-        """The failed result of an edit an earlier try or run refused for its drift, whose
-        outputs are still kept: the verdict stands, and nothing is paid again."""
+        """The result of an edit an earlier try or run refused, whose outputs are still kept:
+        the same verdict under the same mask options, else its kept outputs judged again;
+        nothing is sent either way."""
         if self.rejected is None:
             return None
         found = manifests.look_up(self.rejected, self.key)
-        if found.record is None:
+        record = found.record
+        if record is None:
             return None
-        limit = self.params.max_outside_mask_drift
-        assert limit is not None
-        checks = found.record.get("checks") or []
-        error = masking.quality_error(checks, limit, self.label)
-        self.log.warning("Edit of %s was refused before: %s", self.label, error)
-        mine = self.scope.paid_for(found.record)
-        reused = ItemResult.reused_from(self.label, found.record, paid=mine)
-        return self._known(
-            replace(reused, outputs=[], checks=checks, error=error.to_dict(), cause=error)
+        mine = self.scope.paid_for(record)
+        if not (mine or self.scope.reuse_outputs):
+            return None
+        error = CometAPIError.from_dict(record["error"])
+        if self._same_options(record) or record["error"]["type"] != "CometAPIQualityError":
+            self.log.warning("Edit of %s was refused before: %s", self.label, error)
+            reused = ItemResult.reused_from(self.label, record, paid=mine)
+            checks = list(record.get("checks") or [])
+            return self._known(
+                replace(reused, outputs=[], checks=checks, error=error.to_dict(), cause=error)
+            )
+        assert self.raw is not None
+        self.log.item(
+            "Judging the kept outputs of %s again under the new mask options; nothing is sent",
+            self.label,
         )
+        kept = [storage_path(uri, self.rejected.conn_id).read_bytes() for uri in record["outputs"]]
+        judged = self.finish(masking.raw_outcome(record, kept, self.raw))
+        return replace(judged, paid=mine, reused=True)
 
     def _claim(self) -> ItemResult | None:
         """Take the edit's claim. While another task instance holds it, wait for that one's
@@ -169,7 +190,7 @@ class ItemJob:
                 )
                 waiting = True
             claims.pause()
-            settled = self._look_up()
+            settled = self._look_up() or self._refused_before()
             if settled is not None:
                 return settled
         self.claimed = True
@@ -244,13 +265,16 @@ class ItemJob:
         if self.raw is not None:
             assert self.request is not None
             try:
-                checked = masking.check_outputs(self.raw, outcome, self.request, self.params)
-            except Exception as exc:  # an output that cannot be decoded: kept for a later try
-                return self.failed(exc, outcome)
+                written, checked = masking.check_and_write(
+                    self.raw, outcome, self.request, self.params, self.sink
+                )
+            except CometAPIBadResponseError as exc:
+                return self._refuse(outcome, [], exc)
             masking.log_checked(checked, outcome, self.label, self.log)
             if masking.over_limit(checked, self.params.max_outside_mask_drift):
-                return self._refuse(checked, outcome)
-            outcome = masking.write_checked(checked, outcome, self.sink)
+                self.sink.discard()
+                return self._refuse(outcome, checked)
+            outcome = written
             checks = masking.checks_of(checked, self.sink.targets, rejected=False)
         result = self._known(ItemResult.edited(self.label, self.sink.targets, outcome))
         result = replace(result, checks=checks) if checks else result
@@ -258,6 +282,7 @@ class ItemJob:
             **result.manifest_record(),
             "files": self.sink.files(),
             "paid_by": self.scope.payer(),
+            **({"masking": masking.options_of(self.params)} if self.raw is not None else {}),
         }
         try:
             manifests.save(self.sink, self.key, record)
@@ -274,31 +299,43 @@ class ItemJob:
             self.log.item("Wrote %s", uri)
         return result
 
-    def _refuse(self, checked: list[Any], outcome: EditOutcome) -> ItemResult:
-        """Keep the outputs of an edit over the allowed drift under ``rejected/`` (with a
-        manifest, so the verdict is not paid for again) and fail the item."""
+    def _refuse(
+        self,
+        outcome: EditOutcome,
+        checked: list[Any],
+        problem: CometAPIBadResponseError | None = None,
+    ) -> ItemResult:
+        """Keep a paid edit's outputs, as the model sent them, under ``rejected/`` with a
+        manifest of the verdict (saved before the outputs move in, as ``finish`` does), and
+        fail the item: over the allowed drift, or ``problem`` (an output that cannot be
+        decoded). Storage failing this parks the outputs for a later try."""
         assert self.rejected is not None
         assert self.raw is not None
-        limit = self.params.max_outside_mask_drift
-        assert limit is not None
+        kept = self.rejected
         try:
-            kept = masking.keep_rejected(self.raw, outcome, self.rejected)
-        except Exception as exc:  # the images stay in the ledger for a later try
+            masking.stage_raw(self.raw, outcome, kept)
+            checks = masking.checks_of(checked, kept.targets, rejected=True) if checked else []
+            if problem is not None:
+                error: CometAPIError = masking.undecodable_error(problem, kept.targets, self.label)
+            else:
+                limit = self.params.max_outside_mask_drift
+                assert limit is not None
+                error = masking.quality_error(checks, limit, self.label)
+            refused = ItemResult.failed(self.label, error, outcome)
+            record = {
+                **refused.manifest_record(),
+                "outputs": kept.targets,
+                "checks": checks,
+                "error": error.to_dict(),
+                "masking": masking.options_of(self.params),
+                "files": kept.files(),
+                "paid_by": self.scope.payer(),
+            }
+            manifests.save(kept, self.key, record)
+            kept.commit()
+        except Exception as exc:
+            kept.discard()
             return self.failed(exc, outcome)
-        checks = masking.checks_of(checked, kept, rejected=True)
-        error = masking.quality_error(checks, limit, self.label)
-        refused = ItemResult.failed(self.label, error, outcome)
-        record = {
-            **refused.manifest_record(),
-            "outputs": kept,
-            "checks": checks,
-            "files": self.rejected.files(),
-            "paid_by": self.scope.payer(),
-        }
-        try:
-            manifests.save(self.rejected, self.key, record)
-        except Exception as exc:  # the verdict still stands; a retry would pay again
-            self.log.warning("Could not record the refusal of %s: %s", self.label, exc)
         self.abandon()
         self.log.warning("Edit of %s failed: %s", self.label, error)
         return self._known(replace(refused, checks=checks))
@@ -333,10 +370,10 @@ class ItemJob:
             self.claimed = False
 
 
-def fingerprint(request: EditRequest, plan: ItemPlan, params: EditParams) -> str:
-    """sha256 over the input bytes, the mask, every sent field, what is done to a masked edit's
-    outputs, and where the outputs go (the output path, map index and item id: never the item's
-    place in a batch)."""
+def fingerprint(request: EditRequest, plan: ItemPlan) -> str:
+    """sha256 over the input bytes, the mask, every sent field and where the outputs go (the
+    output path, map index and item id: never the item's place in a batch). What is done to a
+    masked edit's outputs is not part of it: changing that is not a new edit to pay for."""
     digest = hashlib.sha256()
     for part in [*request.images, *([request.mask] if request.mask else [])]:
         digest.update(len(part.data).to_bytes(8, "big"))
@@ -347,8 +384,5 @@ def fingerprint(request: EditRequest, plan: ItemPlan, params: EditParams) -> str
         "map_index": plan.map_index,
         "item": plan.item,
     }
-    parts: list[Any] = [request.fields, where]
-    if request.mask is not None:
-        parts.append([params.preserve_unmasked, params.feather, params.max_outside_mask_drift])
-    digest.update(json.dumps(parts, sort_keys=True).encode())
+    digest.update(json.dumps([request.fields, where], sort_keys=True).encode())
     return digest.hexdigest()

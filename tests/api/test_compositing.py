@@ -16,7 +16,7 @@ from PIL import Image
 
 from airflow_provider_cometapi.api.compositing import Drift, check_output, feathered
 
-MODES = ("RGB", "RGBA", "L", "P")
+MODES = ("RGB", "RGBA", "L", "LA", "P")
 FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
@@ -255,3 +255,40 @@ def test_a_4096_square_composite_stays_within_bounded_memory(tmp_path):
     pixels = side * side
     assert kept == pixels - 2001 * 2001
     assert grown <= 16 * pixels, f"grew {grown >> 20} MiB"
+
+
+def test_a_16_bit_source_is_compared_and_kept_at_8_bits_not_clipped():
+    size = (16, 8)
+    grey = bytes(range(0, 256, 2))[: size[0] * size[1]]
+    wide = Image.frombytes("L", size, grey).convert("I").point(lambda v: v * 257)
+    source = encoded(wide.convert("I;16"), "PNG")
+    assert Image.open(io.BytesIO(source)).mode.startswith("I")
+    mask = encoded(random_mask(size, 5), "PNG")
+    output = encoded(noise(size, "RGB", 6), "PNG")
+
+    checked = check_output(output, source, mask, mime_type="image/png", composite=True)
+
+    got = decoded(checked.data, "RGB")
+    for pixel, alpha, value in zip(got, alphas(mask), grey, strict=True):
+        if alpha == 255:
+            assert pixel == (value, value, value)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
+def test_a_lossy_answer_that_kept_every_pixel_is_not_counted_as_drift(fmt):
+    from airflow_provider_cometapi.samples import PAPER_BOAT, PAPER_BOAT_MASK
+
+    source = PAPER_BOAT.read_bytes()
+    buffer = io.BytesIO()
+    Image.open(PAPER_BOAT).convert("RGB").save(buffer, format=fmt, quality=90)
+
+    drift = check_output(
+        buffer.getvalue(),
+        source,
+        PAPER_BOAT_MASK.read_bytes(),
+        mime_type=FORMATS[fmt],
+        composite=False,
+    ).drift
+
+    assert drift.tolerance == 24
+    assert drift.changed_fraction < 0.001  # at 0 tolerance, 80-90 % would count as changed

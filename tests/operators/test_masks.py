@@ -59,6 +59,7 @@ def test_preserve_unmasked_keeps_every_kept_pixel_and_reports_the_drift_it_undid
         "changed_pixels": CHANGED,
         "changed_fraction": round(CHANGED / KEPT_PIXELS, 6),
         "mean_abs_diff": check["mean_abs_diff"],
+        "tolerance": 0,
         "composited": True,
         "resized_from": None,
         "rejected": False,
@@ -142,11 +143,13 @@ def test_an_edit_over_the_drift_limit_is_kept_under_rejected_and_never_paid_agai
     assert first.state == "failed"
     assert "CometAPIQualityError" in capfd.readouterr().out
     assert files_in(tmp_path / "out") == ["rejected"]
-    (kept,) = files_in(tmp_path / "out" / "rejected")
-    raw = pixels((tmp_path / "out" / "rejected" / kept).read_bytes())
+    (edit,) = files_in(tmp_path / "out" / "rejected")  # a folder per edit: its fingerprint
+    (kept,) = files_in(tmp_path / "out" / "rejected" / edit)
+    raw = pixels((tmp_path / "out" / "rejected" / edit / kept).read_bytes())
     assert sum(1 for i, a in enumerate(KEPT) if a == 255 and raw[i] != SOURCE[i]) == CHANGED
     (check,) = first.xcom("edit", "checks")
-    assert (check["rejected"], check["output"]) == (True, f"file://{tmp_path}/out/rejected/{kept}")
+    where = f"file://{tmp_path}/out/rejected/{edit}/{kept}"
+    assert (check["rejected"], check["output"]) == (True, where)
     usage = first.xcom("edit", "usage")
     (billed,) = cometapi_emulator.billed
     assert (usage["requests"], usage["total_tokens"]) == (1, billed["usage"]["total_tokens"])
@@ -194,7 +197,8 @@ def test_a_batch_under_continue_goes_on_past_a_rejected_item(run_dag, tmp_path, 
     assert all(line["paid"] and not line["outputs"] for line in lines)
     assert len(cometapi_emulator.billed) == 2
     assert outcome.xcom("batch", "summary")["checks"]["rejected"] == 2
-    assert len(files_in(tmp_path / "out" / "rejected")) == 2
+    edits = files_in(tmp_path / "out" / "rejected")
+    assert [len(files_in(tmp_path / "out" / "rejected" / edit)) for edit in edits] == [1, 1]
 
 
 def test_the_hook_composites_in_memory_and_measures_the_drift(cometapi_conn, cometapi_emulator):
@@ -285,3 +289,59 @@ def test_a_masked_edit_storage_refused_is_checked_and_composited_when_the_retry_
     assert all(got[i] == SOURCE[i] for i, alpha in enumerate(KEPT) if alpha == 255)
     (check,) = outcome.xcom("edit", "checks")
     assert (check["changed_pixels"], check["composited"]) == (CHANGED, True)
+
+
+def test_a_raised_limit_judges_the_kept_outputs_again_and_writes_them_unpaid(
+    run_dag, tmp_path, cometapi_emulator, capfd
+):
+    cometapi_emulator.set_drift(DRIFT)
+    out = f"{tmp_path}/out/"
+    strict = edit_task(out, max_outside_mask_drift=0.1, preserve_unmasked=True)
+    first = run_dag(strict, dag_id="raised_limit", logical_date=WHEN)
+    assert first.state == "failed"
+
+    lenient = edit_task(out, max_outside_mask_drift=0.5, preserve_unmasked=True)
+    again = run_dag(lenient, dag_id="raised_limit", logical_date=WHEN)
+
+    assert again.state == "success"
+    assert len(cometapi_emulator.requests) == len(cometapi_emulator.billed) == 1
+    assert "Judging the kept outputs" in capfd.readouterr().out
+    got = pixels((tmp_path / "out" / "paper-boat-0.png").read_bytes())
+    assert all(got[i] == SOURCE[i] for i, alpha in enumerate(KEPT) if alpha == 255)
+    (check,) = again.xcom("edit", "checks")
+    assert (check["changed_pixels"], check["composited"], check["rejected"]) == (
+        CHANGED,
+        True,
+        False,
+    )
+    usage = again.xcom("edit", "usage")
+    assert usage["requests"] + usage["reused"]["requests"] == 1  # the one edit, counted once
+
+
+@pytest.mark.parametrize("cometapi_emulator", [{"honour_idempotency": True}], indirect=True)
+def test_other_mask_options_redo_the_outputs_under_the_same_idempotency_key(
+    run_dag, tmp_path, cometapi_emulator, capfd
+):
+    cometapi_emulator.set_drift(DRIFT)
+    out = f"{tmp_path}/out/"
+    assert run_dag(edit_task(out), dag_id="options", logical_date=WHEN).state == "success"
+
+    again = run_dag(edit_task(out, preserve_unmasked=True), dag_id="options", logical_date=WHEN)
+
+    assert again.state == "success"
+    assert "written with other mask options" in capfd.readouterr().out
+    first, second = cometapi_emulator.requests
+    assert first["idempotency_key"] == second["idempotency_key"]
+    assert len(cometapi_emulator.billed) == 1  # a gateway that honours the key replays it
+    got = pixels((tmp_path / "out" / "paper-boat-0.png").read_bytes())
+    assert all(got[i] == SOURCE[i] for i, alpha in enumerate(KEPT) if alpha == 255)
+
+
+def test_the_hook_refuses_bad_mask_options_before_sending(cometapi_conn, cometapi_emulator):
+    from airflow_provider_cometapi.exceptions import CometAPIValidationError
+
+    cometapi_conn()
+    with CometApiHook() as hook, pytest.raises(CometAPIValidationError, match="feather"):
+        hook.edit_image(str(PAPER_BOAT), "Add a ribbon", mask=str(PAPER_BOAT_MASK), feather="3")
+
+    assert cometapi_emulator.requests == []
