@@ -33,6 +33,16 @@ LOST = {  # the fault, and the error the call that lost its answer ends with
     "malformed_json": ("malformed_json;billed;times=1", CometAPIBadResponseError),
     "hang": ("hang;billed;times=1", CometAPITimeoutError),
 }
+HANG_TIMEOUT = 0.5
+"""The read timeout of a call whose answer hangs: it must give up on it soon."""
+TIMEOUT = 30.0
+"""Every other call's read timeout: a loaded machine must not turn a cut-off, reset or malformed
+answer, or the retry that follows, into a timeout."""
+
+
+def timeout_for(spec: str) -> float:
+    """The read timeout of the call that meets the fault ``spec``: short only for a hang."""
+    return HANG_TIMEOUT if spec.startswith("hang") else TIMEOUT
 
 
 def billed_for(emulator, key: str, count: int) -> list[dict]:
@@ -59,13 +69,19 @@ def replayed_images(emulator, key: str) -> list[bytes]:
     return [base64.b64decode(item["b64_json"]) for item in response.json()["data"]]
 
 
-def lose_then_retry(transport, emulator, spec, error):
-    """One call whose edit is billed and answer lost, then the retry of it: its outcome and sink."""
+def lose_then_retry(configure, transport, emulator, spec, error):
+    """One call whose edit is billed and answer lost, then the retry of it: its outcome and sink.
+
+    :param configure: the ``cometapi_conn`` setter: the lost call's timeout is short only for a
+        hang, and the retry's is never short.
+    """
+    configure(timeout=timeout_for(spec), max_retries=1)
     emulator.set_fault(spec)
     run = TRANSPORTS[transport]
     with pytest.raises(error):
         run(small_request(), MemorySink(), KEY)
     assert len(billed_for(emulator, KEY, 1)) == 1  # billed, though the caller got nothing
+    configure(timeout=TIMEOUT, max_retries=1)
     sink = MemorySink()
     return run(small_request(), sink, KEY), sink
 
@@ -80,8 +96,7 @@ def lose_then_retry(transport, emulator, spec, error):
 def test_a_retry_after_a_billed_lost_answer_is_free_where_the_gateway_honours_the_key(
     cometapi_conn, cometapi_emulator, no_sleeping, transport, spec, error
 ):
-    cometapi_conn(timeout=0.5, max_retries=1)
-    outcome, sink = lose_then_retry(transport, cometapi_emulator, spec, error)
+    outcome, sink = lose_then_retry(cometapi_conn, transport, cometapi_emulator, spec, error)
 
     [billed] = billed_for(cometapi_emulator, KEY, 1)
     assert outcome.usage == billed["usage"]
@@ -99,8 +114,7 @@ def test_a_retry_after_a_billed_lost_answer_is_free_where_the_gateway_honours_th
 def test_a_retry_after_a_billed_lost_answer_pays_once_more_where_the_gateway_ignores_the_key(
     cometapi_conn, cometapi_emulator, no_sleeping, transport, spec, error
 ):
-    cometapi_conn(timeout=0.5, max_retries=1)
-    outcome, _ = lose_then_retry(transport, cometapi_emulator, spec, error)
+    outcome, _ = lose_then_retry(cometapi_conn, transport, cometapi_emulator, spec, error)
 
     first, second = billed_for(cometapi_emulator, KEY, 2)
     assert cometapi_emulator.billed == [first, second]  # exactly one extra edit
@@ -134,13 +148,15 @@ def test_a_proxy_error_after_a_billed_edit_is_retried_in_the_call_and_paid_per_t
 
 # --- the operator: the Airflow task retry sends the same key ------------------------------------
 
-WAIT_FOR_THE_BILL = """
+WAIT_FOR_THE_BILL = f"""
 def wait_for_the_bill(context):  # between the tries: the first try's edit is billed (a hang
     import json, os, time, urllib.request  # bills on the emulator's time, not the client's)
-    url = json.loads(os.environ["AIRFLOW_CONN_COMETAPI_DEFAULT"])["host"]
+    conn = json.loads(os.environ["AIRFLOW_CONN_COMETAPI_DEFAULT"])
+    conn["extra"]["timeout"] = {TIMEOUT!r}  # the retry's timeout is never the hang's short one
+    os.environ["AIRFLOW_CONN_COMETAPI_DEFAULT"] = json.dumps(conn)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{url}/_emulator/records") as answer:
+        with urllib.request.urlopen(f"{{conn['host']}}/_emulator/records") as answer:
             if json.load(answer)["billed"]:
                 return
         time.sleep(0.02)
@@ -170,7 +186,7 @@ def try_number(outcome) -> int:
 
 def lost_in_try_one(run_dag, tmp_path, cometapi_conn, emulator, spec):
     """Run the task with its first try's answer lost; return the outcome and its output bytes."""
-    cometapi_conn(timeout=0.5, max_retries=0)
+    cometapi_conn(timeout=timeout_for(spec), max_retries=0)
     source = tmp_path / "boat.png"
     source.write_bytes(image_bytes((64, 48)))
     emulator.set_fault(spec)
