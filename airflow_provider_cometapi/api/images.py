@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from PIL import Image as PILImage
 
 MIB = 1024 * 1024
+MB = 1_000_000
+"""The model pages' megabyte (decimal); the general limit is in MiB."""
 MAX_IMAGE_BYTES = 50 * MIB
 MAX_IMAGES = 16
 SENT_MIME_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
@@ -181,12 +183,23 @@ def _label(field_name: str, filename: str) -> str:
 def _check_byte_size(
     size: int, field_name: str, label: str, limit: int = MAX_IMAGE_BYTES, model: str | None = None
 ) -> None:
-    if size > limit:
-        raise CometAPIValidationError(
-            f"{field_name}: {label} is {size / MIB:.1f} MiB, over the {limit / MIB:g} MiB limit"
-            f"{_for(model)}: downscale or recompress it.",
-            param=field_name,
+    """Refuse more than ``limit`` bytes: a whole number of MiB (the general limit) is worded in
+    MiB; a model page's limit in decimal MB, exactly ("at most 10 MB" is 10,000,000 bytes; "under
+    4 MB" is stored as 3,999,999, the most it takes)."""
+    if size <= limit:
+        return
+    if limit % MIB == 0:
+        over = f"{size / MIB:.1f} MiB, over the {limit // MIB} MiB limit{_for(model)}"
+    elif (limit + 1) % MB == 0:
+        over = (
+            f"{size:,} bytes; it must be under {(limit + 1) // MB} MB "
+            f"({limit + 1:,} bytes){_for(model)}"
         )
+    else:
+        over = f"{size:,} bytes, over the {limit / MB:g} MB limit ({limit:,} bytes){_for(model)}"
+    raise CometAPIValidationError(
+        f"{field_name}: {label} is {over}: downscale or recompress it.", param=field_name
+    )
 
 
 def _check_shape(

@@ -357,7 +357,8 @@ def test_seededit_refuses_an_image_over_10_mb_that_others_take():
     message = image_refused(SEED, ("noise.png", over_10_mb()))
 
     assert re.fullmatch(
-        rf"image: image 'noise.png' is [0-9.]+ MiB, over the [0-9.]+ MiB limit for {SEED}: "
+        rf"image: image 'noise.png' is 1\d,\d{{3}},\d{{3}} bytes, over the 10 MB limit "
+        rf"\(10,000,000 bytes\) for {SEED}: "
         "downscale or recompress it.",
         message,
     )
@@ -371,8 +372,10 @@ def test_seededit_images_stop_at_10_decimal_megabytes():
     assert sent(SEED, padded(image_bytes(), 10_000_000)) == "image/png"
 
     message = image_refused(SEED, ("big.png", padded(image_bytes(), 10_000_001)))
-    assert message.startswith("image: image 'big.png' is ")
-    assert message.endswith(f" limit for {SEED}: downscale or recompress it.")
+    assert message == (
+        "image: image 'big.png' is 10,000,001 bytes, over the 10 MB limit (10,000,000 bytes) "
+        f"for {SEED}: downscale or recompress it."
+    )
 
 
 def test_seededit_judges_a_converted_image_by_the_bytes_it_would_send():
@@ -381,7 +384,9 @@ def test_seededit_judges_a_converted_image_by_the_bytes_it_would_send():
 
     message = image_refused(SEED, ("noise.webp", webp))
     assert "'noise.webp' (converted to PNG) is " in message
-    assert message.endswith(f" limit for {SEED}: downscale or recompress it.")
+    assert message.endswith(
+        f"over the 10 MB limit (10,000,000 bytes) for {SEED}: downscale or recompress it."
+    )
 
 
 @pytest.mark.parametrize("size", [(63, 21), (21, 63), (15, 15), (15, 45)])
@@ -421,8 +426,10 @@ def test_gpt_image_masks_must_be_under_4_decimal_megabytes(model):
 
     at_4_mb = padded(mask_bytes(), 4_000_000)
     message = image_refused(model, image_bytes(), mask=("mask.png", at_4_mb), param="mask")
-    assert message.startswith("mask: mask 'mask.png' is ")
-    assert message.endswith(f" limit for {model}: downscale or recompress it.")
+    assert message == (
+        "mask: mask 'mask.png' is 4,000,000 bytes; it must be under 4 MB (4,000,000 bytes) "
+        f"for {model}: downscale or recompress it."
+    )
     edit = edit_request(image_bytes(), EditParams(prompt="x", model=UNKNOWN), mask=at_4_mb)
     assert edit.mask is not None
 
