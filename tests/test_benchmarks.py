@@ -37,3 +37,27 @@ def test_the_throughput_benchmark_batch_runs_against_the_emulator(cometapi_conn,
     assert done.returncode == 0, done.stderr[-3000:]
     assert float(done.stdout.splitlines()[-1]) > 0
     assert len(list((tmp_path / "out").glob("*.png"))) == 2
+
+
+COMPOSITE_CHILD = """
+import json
+from benchmarks import bench_composite
+bench_composite.SIDES = (256,)
+bench_composite.ROUNDS = 1
+print(json.dumps(bench_composite.run()))
+"""
+
+
+def test_the_composite_benchmark_measures_a_small_size():
+    done = subprocess.run(
+        [sys.executable, "-c", COMPOSITE_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.splitlines()[-1])
+    assert figures["256_cpu_ms"] > 0
+    assert figures["256_peak_mib"] >= 0
