@@ -18,6 +18,7 @@ from airflow_provider_cometapi.exceptions import (
     CometAPIBadResponseError,
     CometAPIError,
     CometAPIOutputConflictError,
+    CometAPIQualityError,
 )
 from airflow_provider_cometapi.pipeline import masking
 from airflow_provider_cometapi.pipeline.records import ItemResult
@@ -161,7 +162,8 @@ class ItemJob:
         if not (mine or self.scope.reuse_outputs):
             return None
         error = CometAPIError.from_dict(record["error"])
-        if self._same_options(record) or record["error"]["type"] != "CometAPIQualityError":
+        judged_by_drift = record["error"]["type"] == CometAPIQualityError.__name__
+        if self._same_options(record) or not judged_by_drift:
             self.log.warning("Edit of %s was refused before: %s", self.label, error)
             reused = ItemResult.reused_from(self.label, record, paid=mine)
             checks = list(record.get("checks") or [])
