@@ -42,18 +42,16 @@ from tests.faults.rawserver import (
     RESET,
     STALL,
     STOPPED,
-    RawServer,
     http_response,
 )
 from tests.faults.transports import TRANSPORTS, run_async, run_sync, small_request
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
 MiB = 1 << 20
 S3_PART = 50 * MiB
 """s3fs's default block size: a staged S3 file becomes a multipart upload past this many bytes."""
-RAW_KEY = "k-123456"
 
 
 # --- payloads ----------------------------------------------------------------------------------
@@ -89,29 +87,6 @@ def two_mb_png() -> bytes:
 
 
 # --- fixtures and helpers ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def serve_raw(monkeypatch):
-    """Start a ``RawServer`` and point ``cometapi_default`` at it; stop it, leaving no thread."""
-    servers: list[RawServer] = []
-
-    def start(script: Sequence[bytes | memoryview | str], **options) -> RawServer:
-        server = RawServer(script, **options).__enter__()
-        servers.append(server)
-        connection = {
-            "conn_type": "cometapi",
-            "host": server.url,
-            "password": RAW_KEY,
-            "extra": {"timeout": 0.5, "max_retries": 1},
-        }
-        monkeypatch.setenv("AIRFLOW_CONN_COMETAPI_DEFAULT", json.dumps(connection))
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-    assert not [t for t in threading.enumerate() if t.name.startswith("rawserver-")]
 
 
 def files_under(folder: str) -> list[str]:
