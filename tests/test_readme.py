@@ -55,6 +55,15 @@ def test_the_readme_has_samples_of_every_kind():
     assert {language for _, language, _ in SAMPLES} == {"bash", "python", "ini"}
 
 
+def test_the_emulator_sample_keeps_off_airflows_api_server_port():
+    """The emulator's sample port and the connection pointed at it agree, and are not 8080."""
+    text = (ROOT / "README.md").read_text()
+    (port,) = set(re.findall(r"cometapi-emulator .*--port (\d+)", text))
+    assert port != "8080"
+    assert f"http://127.0.0.1:{port}" in text
+    assert "127.0.0.1:8080" not in text
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     ("language", "code"), [s[1:] for s in SAMPLES], ids=[s[0] for s in SAMPLES]
