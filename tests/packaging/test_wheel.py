@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -80,6 +81,29 @@ def test_dist_holds_a_wheel_and_an_sdist_with_the_package_data(dist):
     assert "[apache_airflow_provider]" in text
     assert "cometapi-emulator = airflow_provider_cometapi.emulator.__main__:main" in text
     assert sdist.stat().st_size > 0
+
+
+def test_wheel_and_sdist_carry_the_license_and_notice(dist):
+    """Both files, byte for byte as in the repository: the wheel's under its dist-info
+    ``licenses/`` (PEP 639), the sdist's at its root; the metadata names them."""
+    (wheel,) = dist.glob("airflow_provider_cometapi-*.whl")
+    (sdist,) = dist.glob("airflow_provider_cometapi-*.tar.gz")
+    license_text = (REPO / "LICENSE").read_bytes()
+    assert license_text.lstrip().startswith(b"Apache License\n")
+    assert b"APPENDIX: How to apply the Apache License to your work." in license_text
+    with zipfile.ZipFile(wheel) as archive:
+        info = f"airflow_provider_cometapi-{__version__}.dist-info"
+        for name in ("LICENSE", "NOTICE"):
+            assert archive.read(f"{info}/licenses/{name}") == (REPO / name).read_bytes()
+        metadata = archive.read(f"{info}/METADATA").decode()
+    assert "License-Expression: Apache-2.0" in metadata
+    assert {"License-File: LICENSE", "License-File: NOTICE"} <= set(metadata.splitlines())
+    with tarfile.open(sdist) as archive:
+        root = f"airflow_provider_cometapi-{__version__}"
+        for name in ("LICENSE", "NOTICE"):
+            member = archive.extractfile(f"{root}/{name}")
+            assert member is not None
+            assert member.read() == (REPO / name).read_bytes()
 
 
 def test_clean_venv_has_airflow_but_no_development_tools(clean_venv):
