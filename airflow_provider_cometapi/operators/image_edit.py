@@ -140,6 +140,7 @@ class _CometImageEditBase(BaseOperator):
 
     def _check_output_path(self, params: EditParams, *, mapped: bool, items: int = 1) -> str:
         from airflow_provider_cometapi.storage.outputs import check_output_path
+        from airflow_provider_cometapi.storage.staging import check_staging_location
 
         if not self.output_path:
             raise CometAPIValidationError(
@@ -147,6 +148,8 @@ class _CometImageEditBase(BaseOperator):
                 param="output_path",
             )
         check_output_path(self.output_path, n=params.n or 1, mapped=mapped, items=items)
+        if self.deferrable:
+            check_staging_location(self.output_path)
         return self.output_path
 
     @cached_property

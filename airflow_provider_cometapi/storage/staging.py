@@ -7,8 +7,9 @@ import json
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from airflow_provider_cometapi.exceptions import CometAPIValidationError
 from airflow_provider_cometapi.storage.outputs import output_folder, safe_stem
-from airflow_provider_cometapi.storage.paths import storage_path
+from airflow_provider_cometapi.storage.paths import URI, storage_path
 from airflow_provider_cometapi.storage.sources import InlineSource, StoredSource, source_stem
 
 if TYPE_CHECKING:
@@ -20,6 +21,22 @@ if TYPE_CHECKING:
 
 STAGING_FOLDER = ".cometapi-staging"
 PLAN_FILE = "plan.jsonl"
+PROCESS_LOCAL_SCHEMES = frozenset({"memory"})
+"""Storage that lives inside one process, so the triggerer cannot read what a worker staged."""
+
+
+def check_staging_location(output_path: str) -> None:
+    """Refuse, before anything is sent, an ``output_path`` the triggerer cannot share."""
+    scheme = output_path.partition("://")[0].lower() if URI.match(output_path) else "file"
+    if scheme in PROCESS_LOCAL_SCHEMES:
+        raise CometAPIValidationError(
+            f"output_path {output_path!r} is on {scheme}://, which lives inside this worker's "
+            "process; a deferred edit runs on the triggerer, another process, which cannot read "
+            "the inputs and plan staged there. Use object storage (s3://, gs://, ...) or a "
+            "file:// folder that worker and triggerer share, or deferrable=False; nothing was "
+            "sent.",
+            param="output_path",
+        )
 
 
 def staging_root(output_path: str, context: Context) -> str:

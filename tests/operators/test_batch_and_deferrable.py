@@ -203,6 +203,26 @@ def test_deferrable_needs_an_output_path(run_dag, cometapi_emulator, capfd):
     assert cometapi_emulator.requests == []
 
 
+@pytest.mark.parametrize("operator", ["single", "batch"])
+def test_deferrable_refuses_a_memory_output_path(run_dag, cometapi_emulator, capfd, operator):
+    encoded = base64.b64encode(BOAT).decode()  # an in-memory source would be staged: fine
+    output = "memory://cometapi-deferred/out/"
+    body = (
+        f"CometImageEditOperator(task_id='edit', prompt='x', image={encoded!r}, "
+        f"output_path={output!r}, deferrable=True)"
+        if operator == "single"
+        else batch_task(repr([encoded]), output, deferrable=True).replace("'batch'", "'edit'")
+    )
+    outcome = run_dag(body)
+
+    assert outcome.states() == {("edit", -1): "failed"}
+    logs = "".join(capfd.readouterr())
+    assert "CometAPIValidationError" in logs
+    assert "triggerer, another process" in logs
+    assert "output_path 'memory://cometapi-deferred/out/'" in logs
+    assert cometapi_emulator.requests == []
+
+
 def test_deferrable_s3_batch(run_dag, s3, cometapi_emulator, triggerer_posts):
     s3.create_bucket(Bucket="cometapi-deferred")
     for i in range(3):
