@@ -103,6 +103,10 @@ class CometApiHook(BaseHook):
         session.headers["User-Agent"] = USER_AGENT
         return session
 
+    def get_conn(self) -> requests.Session:
+        """The hook's pooled ``requests.Session`` (``session``), the one its edits go through."""
+        return self.session
+
     def fork(self) -> CometApiHook:
         """A hook on the same connection, sharing the checked settings, with its own session."""
         twin = type(self)(cometapi_conn_id=self.cometapi_conn_id)

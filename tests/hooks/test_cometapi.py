@@ -67,6 +67,23 @@ def test_session_is_reused_and_closed_on_exit(cometapi_conn):
     assert len(first.adapters["http://"].poolmanager.pools) == 0
 
 
+def test_get_conn_is_the_session_the_edits_go_through(hook, cometapi_emulator):
+    from airflow_provider_cometapi.api.request import EDIT_PATH
+    from airflow_provider_cometapi.hooks.cometapi import USER_AGENT
+
+    session = hook.get_conn()
+    assert session is hook.session
+    assert session is hook.get_conn()
+    assert session.headers["User-Agent"] == USER_AGENT
+    assert USER_AGENT.startswith("airflow-provider-cometapi/")
+    session.headers["x-set-on-get-conn"] = "yes"  # a header set there reaches the server
+    hook.edit_image(image_bytes(), "Add a red ribbon")
+
+    (sent,) = [record for record in cometapi_emulator.requests if record["path"] == EDIT_PATH]
+    assert sent["headers"]["x-set-on-get-conn"] == "yes"
+    assert sent["headers"]["user-agent"] == USER_AGENT
+
+
 def test_single_edit_returns_decoded_image_usage_and_request_id(hook, cometapi_emulator):
     result = hook.edit_image(image_bytes((64, 48)), "Add a small red ribbon")
 
