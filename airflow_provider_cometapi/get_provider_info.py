@@ -45,11 +45,13 @@ def get_provider_info() -> dict[str, Any]:
                 "description": "Defaults of the CometAPI provider's operators.",
                 "options": {
                     "default_deferrable": {
-                        "description": "Whether CometAPI operators defer by default.",
+                        "description": "Whether CometAPI operators defer by default. Unset, "
+                        "Airflow's [operators] default_deferrable decides; set, it overrides "
+                        "that for CometAPI operators.",
                         "version_added": "0.1.0",
                         "type": "boolean",
                         "example": "True",
-                        "default": "False",
+                        "default": None,
                     },
                     "pricing": {
                         "description": "Your prices, as JSON: a currency and, per model, "

@@ -39,9 +39,15 @@ _Entry = tuple["Source", "Source | None", "EditParams | None", "str | None"]
 
 
 def _default_deferrable() -> bool:
+    """``[cometapi] default_deferrable`` when it is set, else ``[operators] default_deferrable``.
+
+    The provider declares its option without a default, so that unset (``""``) and false differ.
+    """
     from airflow.configuration import conf
 
-    return conf.getboolean("cometapi", "default_deferrable", fallback=False)
+    if conf.get("cometapi", "default_deferrable", fallback="").strip():
+        return conf.getboolean("cometapi", "default_deferrable")
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
 class _CometImageEditBase(BaseOperator):
@@ -497,7 +503,8 @@ class CometImageEditOperator(_CometImageEditBase):
         ``CometAPIQualityError``. Every masked edit's drift is measured either way: the
         ``checks`` XCom, the report's lines, the batch ``summary``.
     :param deferrable: wait for the edit on the triggerer instead of holding a worker slot
-        (needs ``output_path``); defaults to ``[cometapi] default_deferrable``.
+        (needs ``output_path``); defaults to ``[cometapi] default_deferrable`` when it is set,
+        else to Airflow's ``[operators] default_deferrable``.
     """
 
     template_fields: Sequence[str] = (*_CometImageEditBase.template_fields, "image")
