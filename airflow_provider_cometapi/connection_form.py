@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden_fields": ["schema", "port", "login"],
+    "hidden_fields": ["schema", "login"],
     "relabeling": {"password": "API Key", "host": "Base URL"},
     "placeholders": {
         "host": "https://api.cometapi.com",
+        "port": "443",
         "password": "your CometAPI key",
     },
 }
+"""The port stays visible: Airflow 3.3.2's **Test** button works only for a connection that
+stores one (README, *Testing a connection*)."""
 
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "timeout": {
@@ -34,11 +37,19 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "verify": {
         "label": "Verify TLS",
-        "schema": {"type": ["boolean", "null"], "default": True},
+        "description": "true (certifi's CA bundle), false, or the path of a CA bundle on the "
+        "workers and the triggerer, for a private CA.",
+        "schema": {"type": ["string", "null"], "default": "true", "examples": ["true", "false"]},
     },
     "retry_on_read_timeout": {
         "label": "Retry on read timeout",
         "description": "A retried edit after a read timeout may be billed twice.",
+        "schema": {"type": ["boolean", "null"], "default": False},
+    },
+    "allow_private_urls": {
+        "label": "Allow private download URLs",
+        "description": 'Let response_format="url" downloads reach loopback, private and '
+        "link-local hosts; the API's own origin never needs it.",
         "schema": {"type": ["boolean", "null"], "default": False},
     },
     "pricing": {

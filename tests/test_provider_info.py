@@ -18,7 +18,7 @@ def test_provider_info_declares_the_hook_and_connection_type():
         "airflow_provider_cometapi.hooks.cometapi.CometApiHook"
     )
     assert (connection["connection-type"], connection["hook-name"]) == ("cometapi", "CometAPI")
-    assert connection["ui-field-behaviour"]["hidden-fields"] == ["schema", "port", "login"]
+    assert connection["ui-field-behaviour"]["hidden-fields"] == ["schema", "login"]
     assert set(connection["conn-fields"]) >= {"timeout", "max_retries", "default_model"}
 
 
@@ -34,6 +34,9 @@ def test_airflow_lists_the_provider_and_its_connection_form():
     behaviour = manager.field_behaviours["cometapi"]
     assert behaviour["relabeling"] == {"password": "API Key", "host": "Base URL"}
     assert "extra__cometapi__timeout" in manager.connection_form_widgets
+    verify = manager.connection_form_widgets["extra__cometapi__verify"].field
+    assert (verify["schema"]["type"], verify["value"]) == (["string", "null"], "true")
+    assert "extra__cometapi__allow_private_urls" in manager.connection_form_widgets
 
 
 def test_airflow_providers_list_cli_shows_the_package():

@@ -45,7 +45,7 @@ def test_identity_and_connection_form():
     assert CometApiHook.conn_type == "cometapi"
     assert CometApiHook.hook_name == "CometAPI"
     behaviour = CometApiHook.get_ui_field_behaviour()
-    assert set(behaviour["hidden_fields"]) == {"schema", "port", "login"}
+    assert set(behaviour["hidden_fields"]) == {"schema", "login"}
     assert behaviour["relabeling"] == {"password": "API Key", "host": "Base URL"}
     assert behaviour["placeholders"]["host"] == "https://api.cometapi.com"
 
