@@ -12,7 +12,11 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cometapi.storage.paths import storage_path
+from airflow_provider_cometapi.storage.paths import (
+    make_parent,
+    remove_empty_folders,
+    storage_path,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -42,14 +46,15 @@ def take(
     """
     path = _claim(sink, fingerprint)
     body = json.dumps({"owner": dict(owner), "expires_at": now() + CLAIM_SECONDS}).encode()
-    if path.protocol in ("", "file", "local"):
-        path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(3):  # a claim released between the create and the read: create again
+        make_parent(path)  # again each time: a release may have removed the emptied folder
         try:
             _create(path, body)
             return None
         except FileExistsError:
             pass
+        except FileNotFoundError:
+            continue
         held = _read(path)
         if held is None:
             age = _age(path)
@@ -65,11 +70,13 @@ def take(
 
 
 def release(sink: StagedOutputs, fingerprint: str) -> None:
-    """Remove the claim (best effort: an expired claim frees the edit anyway). Its folder stays,
-    as the manifests' does: another item may be creating a claim in it at this moment."""
+    """Remove the claim, and its folder on local disk when that leaves it empty (best effort:
+    an expired claim frees the edit anyway). An item creating a claim in the folder at this
+    moment makes it again (see ``take``)."""
     path = _claim(sink, fingerprint)
     try:
         path.fs.rm_file(path.path)
+        remove_empty_folders(str(path.parent), sink.conn_id, below=sink.folder)
     except Exception:
         return
 

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.storage.outputs import safe_stem
-from airflow_provider_cometapi.storage.paths import storage_path
+from airflow_provider_cometapi.storage.paths import remove_empty_folders, storage_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -117,6 +117,7 @@ def publish(location: str, conn_id: str | None, lines: Iterable[dict[str, Any]])
     final.fs.mv(staging.path, final.path)
     for part in _parts(location, conn_id, "try-"):
         part.unlink()
+    remove_empty_folders(parts_folder(location), conn_id, below=location.rpartition("/")[0])
     return str(final)
 
 

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 
 from airflow_provider_cometapi.exceptions import CometAPIValidationError
 from airflow_provider_cometapi.storage.outputs import output_folder, safe_stem
-from airflow_provider_cometapi.storage.paths import URI, storage_path
+from airflow_provider_cometapi.storage.paths import (
+    URI,
+    make_parent,
+    remove_empty_folders,
+    storage_path,
+)
 from airflow_provider_cometapi.storage.sources import InlineSource, StoredSource, source_stem
 
 if TYPE_CHECKING:
@@ -61,8 +66,7 @@ def stage_inputs(work: list[Work], root: str, conn_id: str | None) -> list[Work]
         if key not in staged:
             base = f"{safe_stem(source_stem(source.name))}.staged"  # outputs keep the stem
             target = storage_path(f"{root}{safe_stem(name)}/{base}", conn_id)
-            if target.protocol in ("", "file", "local"):
-                target.parent.mkdir(parents=True, exist_ok=True)
+            make_parent(target)
             target.write_bytes(source.data)
             staged[key] = StoredSource(str(target), conn_id)
         return staged[key]
@@ -85,8 +89,7 @@ def write_plan(work: list[Work], root: str, conn_id: str | None) -> str:
     from airflow_provider_cometapi.pipeline.records import ItemResult
 
     path = storage_path(root + PLAN_FILE, conn_id)
-    if path.protocol in ("", "file", "local"):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     with path.open("w") as handle:
         for item in work:
             line = (
@@ -116,10 +119,13 @@ def read_plan(uri: str, conn_id: str | None) -> list[Work]:
 
 
 def remove_staging(root: str, conn_id: str | None) -> None:
-    """Delete the staged inputs and the plan (best effort: they are only copies)."""
+    """Delete the staged inputs and the plan, and on local disk the folders left empty up to
+    the output folder (best effort: they are only copies)."""
     try:
         path = storage_path(root, conn_id)
         if path.exists():
             path.fs.rm(path.path, recursive=True)
+        outputs = root.rpartition(f"/{STAGING_FOLDER}/")[0] + "/"
+        remove_empty_folders(root, conn_id, below=outputs)
     except Exception:
         return

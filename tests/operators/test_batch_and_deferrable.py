@@ -177,6 +177,27 @@ def test_deferrable_single_edit_pushes_the_same_xcoms(
     assert [p for p in staging.rglob("*") if p.is_file()] == []
 
 
+@pytest.mark.parametrize("operator", ["single", "batch"])
+def test_a_deferrable_run_leaves_no_empty_folder(
+    run_dag, tmp_path, cometapi_emulator, triggerer_posts, operator
+):
+    encoded = base64.b64encode(BOAT).decode()  # staged as a copy, beside the plan
+    output = f"{tmp_path}/out/"
+    body = (
+        f"CometImageEditOperator(task_id='edit', prompt='x', image={encoded!r}, "
+        f"mask={str(PAPER_BOAT_MASK)!r}, output_path={output!r}, deferrable=True)"
+        if operator == "single"
+        else batch_task(repr([encoded, str(PAPER_BOAT)]), output, deferrable=True)
+    )
+    outcome = run_dag(body)
+
+    assert outcome.state == "success"
+    assert len(triggerer_posts()) == (1 if operator == "single" else 2)
+    folders = [path for path in (tmp_path / "out").rglob("*") if path.is_dir()]
+    assert [path for path in folders if not any(path.iterdir())] == []
+    assert not (tmp_path / "out" / ".cometapi-staging").exists()
+
+
 def test_deferrable_edit_fails_with_the_typed_error(
     run_dag, tmp_path, cometapi_emulator, capfd, triggerer_posts
 ):
