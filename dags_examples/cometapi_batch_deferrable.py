@@ -9,14 +9,15 @@ tokens, and the URI of its JSONL report, one line per source), and that starts
 from __future__ import annotations
 
 import json
-import os
 
 from airflow.sdk import DAG, Asset, Param, task
 
 from airflow_provider_cometapi.operators.image_edit import CometImageEditBatchOperator
 
 EDITED_IMAGES = Asset("cometapi_edited_images")
-default_root = os.environ.get("COMETAPI_EXAMPLES_OUTPUT", "/tmp/cometapi-examples")
+EXAMPLES_ROOT = "/tmp/cometapi-examples"
+"""Where the examples read and write by default: a fixed value, so that every process that
+parses this file agrees; pass other locations in the run's params."""
 
 with DAG(
     dag_id="cometapi_batch_deferrable",
@@ -24,8 +25,8 @@ with DAG(
     catchup=False,
     tags=["cometapi", "example"],
     params={
-        "source_prefix": Param(f"file://{default_root}/inbox/", type="string"),
-        "output_prefix": Param(f"file://{default_root}/batch-edited/", type="string"),
+        "source_prefix": Param(f"file://{EXAMPLES_ROOT}/inbox/", type="string"),
+        "output_prefix": Param(f"file://{EXAMPLES_ROOT}/batch-edited/", type="string"),
     },
 ) as edit_dag:
     CometImageEditBatchOperator(

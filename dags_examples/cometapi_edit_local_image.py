@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from airflow.sdk import DAG, Param
 
 from airflow_provider_cometapi.operators.image_edit import CometImageEditOperator
@@ -16,7 +14,7 @@ with DAG(
     tags=["cometapi", "example"],
     params={
         "output_dir": Param(
-            os.environ.get("COMETAPI_EXAMPLES_OUTPUT", "/tmp/cometapi-examples"),
+            "/tmp/cometapi-examples",  # fixed: every process parsing this file must agree
             type="string",
             description="Folder (or object-storage prefix) the edited images go to.",
         ),

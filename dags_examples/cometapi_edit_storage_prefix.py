@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_cometapi.operators.image_edit import CometImageEditOperator
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-default_root = os.environ.get("COMETAPI_EXAMPLES_OUTPUT", "/tmp/cometapi-examples")
+EXAMPLES_ROOT = "/tmp/cometapi-examples"
+"""Where the examples read and write by default: a fixed value, so that every process that
+parses this file agrees; pass other locations in the run's params."""
 
 with DAG(
     dag_id="cometapi_edit_storage_prefix",
@@ -17,8 +17,8 @@ with DAG(
     catchup=False,
     tags=["cometapi", "example"],
     params={
-        "source_prefix": Param(f"file://{default_root}/inbox/", type="string"),
-        "output_prefix": Param(f"file://{default_root}/edited/", type="string"),
+        "source_prefix": Param(f"file://{EXAMPLES_ROOT}/inbox/", type="string"),
+        "output_prefix": Param(f"file://{EXAMPLES_ROOT}/edited/", type="string"),
     },
 ) as dag:
 

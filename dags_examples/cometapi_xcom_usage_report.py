@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 
 from airflow.sdk import DAG, Param, task
 
@@ -17,7 +16,9 @@ with DAG(
     tags=["cometapi", "example"],
     params={
         "output_dir": Param(
-            os.environ.get("COMETAPI_EXAMPLES_OUTPUT", "/tmp/cometapi-examples"), type="string"
+            "/tmp/cometapi-examples",  # fixed: every process parsing this file must agree
+            type="string",
+            description="Folder (or object-storage prefix) the edited images go to.",
         ),
     },
 ) as dag:

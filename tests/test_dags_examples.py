@@ -36,6 +36,29 @@ def test_example_dags_parse_without_import_errors():
     assert set(bag.dag_ids) == EXAMPLES
 
 
+def parsed_examples() -> dict[str, dict]:
+    """Each example DAG as the DAG processor serializes it: params, template fields and all."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
+    assert bag.import_errors == {}
+    return {dag_id: DagSerialization.to_dict(dag) for dag_id, dag in bag.dags.items()}
+
+
+def test_example_dags_parse_the_same_whatever_the_environment(monkeypatch, tmp_path):
+    """A worker started with another environment than the scheduler sees the same DAGs."""
+    names = ("COMETAPI_EXAMPLES_OUTPUT", "COMETAPI_DEMO_OUTPUT", "HOME", "USER")
+    parsed = []
+    for side in ("scheduler", "worker"):
+        for name in names:
+            monkeypatch.setenv(name, str(tmp_path / side / name.lower()))
+        parsed.append(parsed_examples())
+
+    assert set(parsed[0]) == EXAMPLES
+    assert parsed[0] == parsed[1]
+
+
 def test_local_image_example_writes_two_edits(run_dag, tmp_path, cometapi_emulator):
     outcome = example(run_dag, "cometapi_edit_local_image", {"output_dir": str(tmp_path)})
 
