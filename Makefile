@@ -9,18 +9,27 @@ DIST ?= dist
 export AIRFLOW_HOME := $(CURDIR)/.airflow
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: uv venv test test-e2e test-matrix lint format bench demo dist clean
+.PHONY: uv venv venv-runtime test test-e2e test-matrix lint format bench demo dist clean
 
 # uv, installed with pip when missing (as the user where the system Python is externally managed).
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
 		|| $(PYTHON) -m pip install --quiet --user --break-system-packages uv
 
-$(VENV)/.synced: uv.lock pyproject.toml | uv
+# Two stamps, as the demo needs only the runtime dependencies: the dev sync (a superset) marks
+# both; the runtime sync keeps what it does not need (--inexact), so a later `make test` still
+# finds the dev group installed, or, without its stamp, installs it.
+$(VENV)/.synced-dev: uv.lock pyproject.toml | uv
 	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@ $(VENV)/.synced-runtime
+
+$(VENV)/.synced-runtime: uv.lock pyproject.toml | uv
+	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON)
 	@touch $@
 
-venv: $(VENV)/.synced
+venv: $(VENV)/.synced-dev
+
+venv-runtime: $(VENV)/.synced-runtime
 
 lint: venv
 	$(UV) run --frozen --no-sync ruff check .
@@ -50,7 +59,7 @@ test-matrix: uv
 bench: venv
 	$(UV) run --frozen --no-sync python -m benchmarks
 
-demo: venv
+demo: venv-runtime
 	$(UV) run --frozen --no-sync python -m dags_examples.demo
 
 clean:
