@@ -149,6 +149,11 @@ class Deployment:
             raise AssertionError(f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout + done.stderr
 
+    @property
+    def base_url(self) -> str:
+        """The API server's (and UI's) address."""
+        return f"http://127.0.0.1:{self.port}"
+
     def api(self, path: str) -> Any:
         """GET the API server's JSON at ``path``, or ``None`` while it cannot answer."""
         try:

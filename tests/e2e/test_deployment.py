@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote, urlsplit
 
 import pytest
 
 from airflow_provider_cometapi.samples import PAPER_BOAT
 from tests.dagrun import report_lines
+from tests.e2e.browser import browser_page
 from tests.e2e.deployment import Deployment, group_alive
 from tests.imaging import decode
 from tests.naming import batch_output
@@ -135,6 +137,63 @@ def test_connections_test_cli_reaches_the_emulator(deployment):
     )
     assert "Connection failed" in failed
     assert "Could not reach CometAPI at http://127.0.0.1:9 (" in failed
+
+
+@pytest.fixture(scope="module")
+def page(deployment):
+    with browser_page(deployment.home / "screenshots") as opened:
+        yield opened
+
+
+def test_a_connection_made_in_the_form_passes_its_test_in_the_browser(deployment, page):
+    emulator = urlsplit(deployment.emulator_url)
+    shots = deployment.home / "screenshots"
+    page.goto(f"{deployment.base_url}/connections", wait_until="networkidle")
+    page.get_by_role("button", name="Add Connection").click()
+    page.locator("input[name=connection_id]").fill("cometapi_browser")
+    page.get_by_role("combobox").first.click()
+    page.keyboard.type("CometAPI")
+    page.get_by_role("option", name="CometAPI").click()
+    page.locator("input[name=host]").fill(f"http://{emulator.hostname}")
+    page.locator("input[name=password]").fill("browser-key")
+    page.locator("input[name=port]").fill(str(emulator.port))  # 3.3.2's Test needs a port
+    page.get_by_text("Extra Fields", exact=True).click()
+    page.locator("input[name=element_timeout]").fill("120")
+    page.screenshot(path=shots / "1-connection-form.png", full_page=True)
+    page.get_by_role("button", name="Save").click()
+
+    row = page.get_by_role("row").filter(has_text="cometapi_browser")
+    with page.expect_response(lambda r: r.url.endswith("/api/v2/connections/test")) as tested:
+        row.get_by_role("button", name="Test Connection").click()
+    page.screenshot(path=shots / "2-connection-tested.png")
+
+    result = tested.value.json()
+    assert tested.value.status == 200, result
+    assert result["status"] is True, result
+    assert result["message"].startswith(f"Connected to http://{emulator.hostname}:{emulator.port}")
+    stored = deployment.api("/api/v2/connections/cometapi_browser")
+    assert (stored["conn_type"], stored["port"]) == ("cometapi", emulator.port)
+    assert json.loads(stored["extra"])["timeout"] == 120
+    assert "browser-key" not in json.dumps(stored)
+
+
+def test_the_xcom_view_of_a_finished_edit_shows_its_outputs_and_usage(deployment, page, out):
+    dag_id = "cometapi_edit_local_image"
+    run_id = deployment.trigger(dag_id, {"output_dir": str(out / "browser")})
+    assert deployment.wait_for_run(dag_id, run_id) == "success", deployment.log_tail()
+
+    page.goto(
+        f"{deployment.base_url}/dags/{dag_id}/runs/{quote(run_id)}/tasks/add_ribbon/xcom",
+        wait_until="networkidle",
+    )
+    page.get_by_role("row").filter(has_text="usage").first.wait_for()
+    page.get_by_role("button", name="Expand all").click()
+    page.screenshot(path=deployment.home / "screenshots" / "3-xcom-view.png", full_page=True)
+
+    shown = "".join(page.locator("body").inner_text().split())  # the view wraps long values
+    for key in ("checks", "return_value", "usage", '"total_tokens"', '"changed_fraction"'):
+        assert key in shown
+    assert f'"file://{out}/browser/local-edit/paper-boat-0.png"' in shown
 
 
 def test_every_started_process_stops(deployment):
