@@ -21,8 +21,9 @@ from airflow_provider_cometapi.exceptions import (
 from airflow_provider_cometapi.hooks.cometapi import CometApiHook
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
+    import jinja2
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
@@ -158,12 +159,36 @@ class _CometImageEditBase(BaseOperator):
             check_staging_location(self.output_path)
         return self.output_path
 
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        """Render as Airflow does (mapped or not), then label the in-memory images of
+        ``image``, ``sources`` and ``mask`` for Rendered Templates; ``_input`` reads them whole."""
+        from airflow_provider_cometapi.operators.rendered_inputs import INPUT_FIELDS, for_display
+
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            for name in set(INPUT_FIELDS) & set(template_fields):
+                setattr(self, name, for_display(getattr(self, name)))
+
+    def _input(self, name: str) -> Any:
+        """A rendered ``image``, ``sources`` or ``mask`` whole, as given."""
+        from airflow_provider_cometapi.operators.rendered_inputs import as_given
+
+        return as_given(getattr(self, name))
+
     @cached_property
     def _mask_source(self) -> Source | None:
         """The mask, classified once (after templates are rendered)."""
         from airflow_provider_cometapi.storage.sources import classify
 
-        return classify(self.mask, "mask", self.source_conn_id) if self.mask else None
+        mask = self._input("mask")
+        return classify(mask, "mask", self.source_conn_id) if mask else None
 
     def _plan(
         self,
@@ -563,7 +588,7 @@ class CometImageEditOperator(_CometImageEditBase):
         """``image``, classified once: the plan, the in-memory path and lineage use it."""
         from airflow_provider_cometapi.storage.sources import classify_all
 
-        return classify_all(self.image, "image", self.source_conn_id)
+        return classify_all(self._input("image"), "image", self.source_conn_id)
 
     def _execute_in_memory(self, context: Context, params: EditParams) -> list[str]:
         """No ``output_path``: return the outputs through XCom as base64, within the cap, which
@@ -727,11 +752,12 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         listed rows, their images): lineage's inputs."""
         from airflow_provider_cometapi.storage.sources import as_source_list, classify, classify_all
 
-        if self._given_rows and not isinstance(self.sources, str):
-            rows = as_source_list(self.sources, "sources")
+        given = self._input("sources")
+        if self._given_rows and not isinstance(given, str):
+            rows = as_source_list(given, "sources")
             images = [row["image"] for row in rows if isinstance(row, dict) and "image" in row]
             return [classify(image, "image", self.source_conn_id) for image in images]
-        return classify_all(self.sources, "sources", self.source_conn_id)
+        return classify_all(given, "sources", self.source_conn_id)
 
     def _plans(self, params: EditParams, map_index: int) -> list[ItemPlan]:
         """One plan per source or row, each named by its own id (see ``item_id``), never its
@@ -770,7 +796,7 @@ class CometImageEditBatchOperator(_CometImageEditBase):
             expand_prefix,
         )
 
-        listed = as_source_list(self.sources, "sources")
+        listed = as_source_list(self._input("sources"), "sources")
         if len(listed) == 1 and isinstance(listed[0], str):
             listed = expand_prefix(listed[0].strip(), self.source_conn_id)
         return [
@@ -790,7 +816,7 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         from airflow_provider_cometapi.pipeline.rows import BadRow, read_rows, rows_error
         from airflow_provider_cometapi.storage.sources import BadSource, classify
 
-        rows = read_rows(self.sources, params, self.source_conn_id)
+        rows = read_rows(self._input("sources"), params, self.source_conn_id)
         bad = [row for row in rows if isinstance(row, BadRow)]
         if bad and self.on_item_failure == "fail":
             raise rows_error(bad, len(rows))
@@ -819,7 +845,7 @@ class CometImageEditBatchOperator(_CometImageEditBase):
         """Whether ``sources`` are rows (a list of dicts with ``image``, or a rows file)."""
         from airflow_provider_cometapi.pipeline.rows import are_rows
 
-        return are_rows(self.sources)
+        return are_rows(self._input("sources"))
 
     def _finish(self, context: Context, results: list[ItemResult], params: EditParams) -> str:
         from airflow_provider_cometapi.pipeline import ledger

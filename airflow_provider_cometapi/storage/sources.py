@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_cometapi.api.images import MAX_IMAGE_BYTES
+from airflow_provider_cometapi.api.images import MAX_IMAGE_BYTES, sniff_mime_type
 from airflow_provider_cometapi.api.text import excerpt
 from airflow_provider_cometapi.exceptions import (
     CometAPIError,
@@ -118,7 +118,7 @@ Source = StoredSource | InlineSource | BadSource
 
 def as_source_list(value: Any, field: str) -> list[Any]:
     """One input or a list of inputs (also a list rendered to text by a template), as a list."""
-    value = _parse_rendered_literal(value)
+    value = parse_rendered_literal(value)
     if value is None or (isinstance(value, str) and value.strip() == "None"):
         raise CometAPIValidationError(
             f"{field} is None: its template or the upstream task's XCom gave nothing; check what "
@@ -142,7 +142,7 @@ def classify(value: Any, field: str, conn_id: str | None, *, place: str | None =
     :param place: where the value was given, for the label of an in-memory or unusable input
         (``sources[3]``); ``field`` when not given.
     """
-    value = _parse_rendered_literal(value)
+    value = parse_rendered_literal(value)
     place = place or field
     try:
         return _classify(value, field, place, conn_id)
@@ -157,6 +157,48 @@ def classify_all(value: Any, field: str, conn_id: str | None) -> list[Source]:
     if len(items) == 1:
         return [classify(items[0], field, conn_id)]
     return [classify(item, f"{field}[{i}]", conn_id) for i, item in enumerate(items)]
+
+
+def shown(value: Any) -> Any:
+    """``value`` as the UI may show it: each in-memory image in it (bytes, base64 text, a data
+    URI, a ``b64_json`` dict; alone, in a list or in a row) replaced by a short label such as
+    ``<base64 PNG image, 12,345 bytes>``; paths, URIs and anything else as they are."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _image_label("", bytes(value[:16]), len(value))
+    if _is_named_pair(value):
+        return [value[0], shown(value[1])]
+    if isinstance(value, Mapping):
+        if "b64_json" in value:
+            return {**value, "b64_json": _text_label("base64", str(value["b64_json"]))}
+        return {
+            key: shown(item) if key in ("image", "mask") else item for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(shown(item) for item in value)
+    if isinstance(value, str):
+        text = value.strip()
+        match = _DATA_URI.match(text)
+        if match:
+            return _text_label("data URI", text[match.end() :])
+        if not URI.match(text) and _is_inline_base64(text):
+            return _text_label("base64", text)
+    return value
+
+
+def _text_label(form: str, text: str) -> str:
+    """The label of base64 text, from its length and first bytes, without decoding it all."""
+    compact = "".join(text.split())
+    try:
+        head = base64.b64decode(compact[:16].translate(_URL_SAFE))
+    except (binascii.Error, ValueError):
+        head = b""
+    return _image_label(form, head, len(compact.rstrip("=")) * 3 // 4)
+
+
+def _image_label(form: str, head: bytes, size: int) -> str:
+    mime_type = sniff_mime_type(head)
+    kind = mime_type.partition("/")[2].upper() if mime_type else ""
+    return f"<{' '.join(filter(None, (form, kind, 'image')))}, {size:,} bytes>"
 
 
 def read_all(sources: list[Source], field: str) -> list[tuple[str, bytes]]:
@@ -433,7 +475,7 @@ def _is_named_pair(value: Any) -> bool:
     )
 
 
-def _parse_rendered_literal(value: Any) -> Any:
+def parse_rendered_literal(value: Any) -> Any:
     """A list or dict that a template rendered to text (``"['s3://a.png', ...]"``) becomes data."""
     if not isinstance(value, str):
         return value
