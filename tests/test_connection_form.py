@@ -210,9 +210,14 @@ def test_the_test_button_of_3_3_2_refuses_a_connection_saved_without_a_port(
     (``test_connection`` in ``airflow/api_fastapi/core_api/routes/public/connections.py``, with
     ``_same_endpoint``; apache/airflow#73298). README's *Testing a connection* says so; the same
     request without that ``0`` succeeds, so the port is the whole cause."""
+    from airflow.api_fastapi.core_api.routes.public import connections
+
     row = saved("cometapi_form_no_port", cometapi_emulator.url)
     request = button_request(row)
     refused = api.post("/api/v2/connections/test", json=request)
+    if not hasattr(connections, "_same_endpoint"):  # 3.3.0 has no such check: the button works
+        assert refused.status_code == 200, refused.text
+        return
     assert refused.status_code == 400, refused.text
     assert "differs from the stored connection" in refused.json()["detail"]
     answer = api.post("/api/v2/connections/test", json={**request, "port": None})
