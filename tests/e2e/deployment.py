@@ -22,6 +22,7 @@ from typing import IO, Any
 REPO = Path(__file__).resolve().parents[2]
 HOME = REPO / ".airflow" / "e2e"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+AIRFLOW = (sys.executable, "-m", "airflow")
 STOP_TIMEOUT = 30.0
 
 
@@ -44,9 +45,14 @@ def free_port() -> int:
 class Deployment:
     """Airflow's processes and the emulator, started together and stopped together.
 
+    Subclasses change the executor and the database through ``settings``, ``components`` and
+    ``start_services`` (see ``tests/e2e/distributed.py``).
+
     :param dags: the folder the dag-processor parses.
     :param home: Airflow's home, emptied first; its SQLite DB and logs stay there.
     """
+
+    components: tuple[str, ...] = COMPONENTS
 
     def __init__(self, dags: Path, home: Path = HOME) -> None:
         self.dags, self.home = dags, home
@@ -86,7 +92,15 @@ class Deployment:
                     "extra": {"allow_private_urls": True},
                 }
             ),
+            **self.settings(),
         }
+
+    def settings(self) -> dict[str, str]:
+        """Variables a subclass adds to (or overrides in) ``env``: its executor, its database."""
+        return {}
+
+    def start_services(self) -> None:
+        """Start what Airflow needs before its DB migrates (a subclass's database, broker)."""
 
     def __enter__(self) -> Deployment:
         try:
@@ -104,19 +118,35 @@ class Deployment:
         shutil.rmtree(self.home, ignore_errors=True)
         self.home.mkdir(parents=True)
         self._start_emulator()
+        self.start_services()
         self.cli("db", "migrate")
-        for name in COMPONENTS:
-            self._spawn(name, [sys.executable, "-m", "airflow", name])
+        for name in self.components:
+            self.start_component(name)
         self._wait(lambda: self.api("/api/v2/monitor/health") is not None, "the API server", 120)
+
+    def start_component(self, name: str) -> subprocess.Popen[bytes]:
+        """Start ``airflow NAME`` (again, after ``stop_component``), logging to ``NAME.log``."""
+        return self._spawn(name, [*AIRFLOW, name])
+
+    def stop_component(self, name: str) -> None:
+        """Stop one process started here and its children, as ``stop`` does; ``_wait`` no longer
+        watches it until it starts again."""
+        self._terminate([self.processes.pop(name)])
 
     def stop(self) -> None:
         """Stop every process started here and all their children (each is a process group):
         SIGTERM, then SIGKILL for a group still alive after ``STOP_TIMEOUT``; close the logs."""
-        for process in self.processes.values():
+        self._terminate(list(self.processes.values()))
+        for log in self._logs:
+            log.close()
+
+    @staticmethod
+    def _terminate(processes: list[subprocess.Popen[bytes]]) -> None:
+        for process in processes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
-        for process in self.processes.values():
+        for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(max(0.0, deadline - time.monotonic()))
             while group_alive(process.pid) and time.monotonic() < deadline:
@@ -129,8 +159,6 @@ class Deployment:
                 time.sleep(0.2)
             if process.stdout is not None:
                 process.stdout.close()
-        for log in self._logs:
-            log.close()
 
     def cli(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
         """Run ``airflow ARGS...`` against this deployment; return its output.
@@ -139,7 +167,7 @@ class Deployment:
         :param check: fail when the command exits non-zero.
         """
         done = subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
+            [*AIRFLOW, *args],
             env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
@@ -228,12 +256,21 @@ class Deployment:
         assert "listening on" in line, f"the emulator did not start: {line!r}"
         self.emulator_url = line.rsplit(" ", 1)[1].strip()
 
-    def _spawn(self, name: str, argv: list[str], *, pipe: bool = False) -> subprocess.Popen[bytes]:
-        log = (self.home / f"{name}.log").open("wb")
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        pipe: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in its own process group, its output in ``NAME.log`` (appended to, when
+        it starts again); ``env`` is added to the deployment's."""
+        log = (self.home / f"{name}.log").open("ab")
         self._logs.append(log)
         self.processes[name] = subprocess.Popen(
             argv,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=subprocess.PIPE if pipe else log,
             stderr=log,
             start_new_session=True,
