@@ -13,14 +13,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.compositing import MaskedOutput, check_output
-from airflow_provider_cometapi.api.results import WrittenImage
+from airflow_provider_cometapi.api.images import sniff_mime_type
+from airflow_provider_cometapi.api.results import EditOutcome, WrittenImage
 from airflow_provider_cometapi.api.text import excerpt
 from airflow_provider_cometapi.exceptions import CometAPIBadResponseError, CometAPIQualityError
 from airflow_provider_cometapi.storage.outputs import StagedOutputs
 
 if TYPE_CHECKING:
     from airflow_provider_cometapi.api.request import EditParams, EditRequest
-    from airflow_provider_cometapi.api.results import EditOutcome
     from airflow_provider_cometapi.api.sinks import SpooledSink
     from airflow_provider_cometapi.pipeline.progress import BatchLog
 
@@ -108,9 +108,6 @@ def stage_raw(raw: SpooledSink, outcome: EditOutcome, kept: StagedOutputs) -> No
 
 def raw_outcome(record: dict[str, Any], images: list[bytes], raw: SpooledSink) -> EditOutcome:
     """The outcome of an edit refused before, its kept ``images`` spooled in ``raw`` again."""
-    from airflow_provider_cometapi.api.images import sniff_mime_type
-    from airflow_provider_cometapi.api.results import EditOutcome
-
     written = []
     for slot, data in enumerate(images):
         mime_type = sniff_mime_type(data) or "image/png"
