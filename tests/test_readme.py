@@ -1,5 +1,6 @@
-"""Every code sample in the README runs: Python is executed (its DAGs with ``dag.test()``), shell
-lines are run or, for ``make`` targets, dry-run, and a sample the harness cannot run fails."""
+"""Every code sample in the README and the documentation's pages runs: Python is executed (its
+DAGs with ``dag.test()``), shell lines are run or, for ``make`` targets, dry-run, and a sample
+the harness cannot run fails."""
 
 from __future__ import annotations
 
@@ -24,9 +25,12 @@ from tests.settings import TEST_DAGS
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 EMULATOR_MODULE = "airflow_provider_cometapi.emulator"
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+"""The README and the documentation site's pages: each one's samples run alike."""
 SAMPLES = [
-    (f"{language or 'plain'}-{number}", language, code)
-    for number, (language, code) in enumerate(FENCE.findall((ROOT / "README.md").read_text()))
+    (f"{document.relative_to(ROOT)}-{language or 'plain'}-{number}", language, code)
+    for document in DOCUMENTS
+    for number, (language, code) in enumerate(FENCE.findall(document.read_text()))
 ]
 
 
@@ -52,7 +56,9 @@ def sandbox(tmp_path, monkeypatch, s3, s3_endpoint, cometapi_conn, airflow_db):
 
 
 def test_the_readme_has_samples_of_every_kind():
-    assert {language for _, language, _ in SAMPLES} == {"bash", "python", "ini"}
+    in_readme = [language for name, language, _ in SAMPLES if name.startswith("README.md-")]
+    assert set(in_readme) == {"bash", "python", "ini"}
+    assert len(SAMPLES) > len(in_readme)  # the documentation's pages have theirs too
 
 
 def test_the_emulator_sample_keeps_off_airflows_api_server_port():
