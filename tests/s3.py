@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,3 +52,20 @@ def visible_keys(s3, bucket: str, prefix: str = "") -> list[str]:
     """Sorted keys under ``prefix``, without the provider's hidden bookkeeping (``/.`` parts)."""
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
     return sorted(o["Key"] for o in listed if "/." not in "/" + o["Key"])
+
+
+def vanish_while_paying(s3: Any, bucket: str, latency_gate: Any) -> threading.Thread:
+    """Start a thread that empties and deletes ``bucket`` while the emulator holds the first
+    edit (``latency_gate``, with the emulator's latency set), then lets the answer go: storage
+    fails an edit that is being paid for. Join it after the run."""
+
+    def vanish() -> None:
+        latency_gate.wait_for_pauses(1)  # probed and claimed; the edit is being paid for
+        for listed in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=listed["Key"])
+        s3.delete_bucket(Bucket=bucket)
+        latency_gate.release()
+
+    vanishing = threading.Thread(target=vanish)
+    vanishing.start()
+    return vanishing

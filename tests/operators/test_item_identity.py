@@ -8,6 +8,7 @@ import pytest
 from airflow_provider_cometapi.samples import PAPER_BOAT
 from tests.dagrun import files_in
 from tests.naming import batch_output
+from tests.s3 import vanish_while_paying
 
 BOAT = PAPER_BOAT.read_bytes()
 
@@ -317,20 +318,11 @@ def test_an_edit_paid_in_an_earlier_try_stays_in_usage_though_its_outputs_never_
 def test_a_storage_error_while_the_answer_streams_still_reports_the_bill(
     run_dag, s3, cometapi_emulator, latency_gate, capfd, accounts
 ):
-    import threading
 
     s3.create_bucket(Bucket="cometapi-vanishing")
     cometapi_emulator.set_latency(1.0)  # held by the gate while the bucket goes away
 
-    def bucket_goes_away():
-        latency_gate.wait_for_pauses(1)  # probed and claimed; the edit is being paid for
-        for listed in s3.list_objects_v2(Bucket="cometapi-vanishing").get("Contents", []):
-            s3.delete_object(Bucket="cometapi-vanishing", Key=listed["Key"])
-        s3.delete_bucket(Bucket="cometapi-vanishing")
-        latency_gate.release()
-
-    vanishing = threading.Thread(target=bucket_goes_away)
-    vanishing.start()
+    vanishing = vanish_while_paying(s3, "cometapi-vanishing", latency_gate)
     outcome = run_dag(single("s3://s3_test@cometapi-vanishing/out"))
     vanishing.join()
 
@@ -358,21 +350,12 @@ def test_a_paid_edit_that_storage_refused_is_delivered_by_the_retry_without_payi
 ):
     import hashlib
     import json
-    import threading
 
     bucket = f"cometapi-comes-back-{'deferred' if deferrable else 'worker'}"  # each test its own
     s3.create_bucket(Bucket=bucket)
     cometapi_emulator.set_latency(1.0)  # held by the gate while the bucket goes away
 
-    def bucket_goes_away():
-        latency_gate.wait_for_pauses(1)
-        for listed in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=listed["Key"])
-        s3.delete_bucket(Bucket=bucket)
-        latency_gate.release()
-
-    vanishing = threading.Thread(target=bucket_goes_away)
-    vanishing.start()
+    vanishing = vanish_while_paying(s3, bucket, latency_gate)
     task = (
         single(
             f"s3://s3_test@{bucket}/out",

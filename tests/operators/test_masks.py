@@ -255,24 +255,15 @@ def test_a_drift_limit_needs_an_output_path(run_dag, cometapi_emulator, capfd):
 def test_a_masked_edit_storage_refused_is_checked_and_composited_when_the_retry_delivers_it(
     run_dag, s3, cometapi_emulator, latency_gate, capfd
 ):
-    import threading
-
     from tests.operators.test_item_identity import BUCKET_RETURNS
+    from tests.s3 import vanish_while_paying
 
     bucket = "cometapi-masked-comes-back"
     s3.create_bucket(Bucket=bucket)
     cometapi_emulator.set_drift(DRIFT)
     cometapi_emulator.set_latency(1.0)  # held by the gate while the bucket goes away
 
-    def bucket_goes_away():
-        latency_gate.wait_for_pauses(1)
-        for listed in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=listed["Key"])
-        s3.delete_bucket(Bucket=bucket)
-        latency_gate.release()
-
-    vanishing = threading.Thread(target=bucket_goes_away)
-    vanishing.start()
+    vanishing = vanish_while_paying(s3, bucket, latency_gate)
     task = (
         edit_task(f"s3://s3_test@{bucket}/out/", preserve_unmasked=True, retries=1)[:-1]
         + ", retry_delay=__import__('datetime').timedelta(0), on_retry_callback=bucket_returns)"
