@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING
+
+import pytest
+import requests
 
 from tests.imaging import decode, image_bytes
 
@@ -76,3 +80,26 @@ def emulator_cli(*options: str) -> Iterator[str]:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def truncated_answer(url: str, headers: dict[str, str]) -> tuple[int, int, bytes]:
+    """POST an edit (``png_part()``, prompt "x") with ``headers`` over a plain connection that
+    reads whatever arrives; return the status, the promised ``Content-Length`` and the part
+    received before the body was cut off (the read must be cut off)."""
+    prepared = requests.Request(
+        "POST",
+        f"{url}/v1/images/edits",
+        files=[png_part()],
+        data={"prompt": "x"},
+        headers={**headers, "Authorization": f"Bearer {KEY}"},
+    ).prepare()
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        connection.request("POST", "/v1/images/edits", body=prepared.body, headers=prepared.headers)
+        response = connection.getresponse()
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            response.read()
+    finally:
+        connection.close()
+    return response.status, int(response.headers["Content-Length"]), cut.value.partial

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import time
 
 import pytest
@@ -10,7 +9,7 @@ import requests
 
 from airflow_provider_cometapi.emulator import EmulatorServer
 from airflow_provider_cometapi.emulator.faults import parse_fault
-from tests.emulator.helpers import KEY, emulator_cli, png_part
+from tests.emulator.helpers import KEY, emulator_cli, png_part, truncated_answer
 
 FAULT = "x-emulator-fault"
 HONOURING = {"honour_idempotency": True}
@@ -86,32 +85,16 @@ def test_a_billed_hang_bills_and_ends_when_the_client_leaves(post_edit, cometapi
 def test_a_billed_truncation_cuts_the_real_answer_which_a_retry_gets_unbilled(
     cometapi_emulator, post_edit
 ):
-    prepared = requests.Request(
-        "POST",
-        f"{cometapi_emulator.url}/v1/images/edits",
-        files=[png_part()],
-        data={"prompt": "x"},
-        headers={
-            FAULT: "truncate;billed",
-            "Idempotency-Key": "k-1",
-            "Authorization": f"Bearer {KEY}",
-        },
-    ).prepare()
-    host, port = cometapi_emulator.url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=5)
-    connection.request("POST", "/v1/images/edits", body=prepared.body, headers=prepared.headers)
-    response = connection.getresponse()
-    promised = int(response.headers["Content-Length"])
-    with pytest.raises(http.client.IncompleteRead) as info:
-        response.read()
-    connection.close()
+    _, promised, partial = truncated_answer(
+        cometapi_emulator.url, {FAULT: "truncate;billed", "Idempotency-Key": "k-1"}
+    )
 
     replayed = post_edit(prompt="x", headers={"Idempotency-Key": "k-1"})
 
     assert replayed.status_code == 200
     assert len(replayed.content) == promised
-    assert replayed.content.startswith(info.value.partial)
-    assert len(info.value.partial) == promised // 2
+    assert replayed.content.startswith(partial)
+    assert len(partial) == promised // 2
     assert len(cometapi_emulator.billed) == 1
     assert replayed.json()["usage"] == cometapi_emulator.billed[0]["usage"]
     assert [r.get("replayed", False) for r in cometapi_emulator.requests] == [False, True]
