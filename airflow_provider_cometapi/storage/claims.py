@@ -13,9 +13,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.storage.paths import (
-    make_parent,
     remove_empty_folders,
     storage_path,
+    write_beside_others,
 )
 
 if TYPE_CHECKING:
@@ -47,14 +47,11 @@ def take(
     path = _claim(sink, fingerprint)
     body = json.dumps({"owner": dict(owner), "expires_at": now() + CLAIM_SECONDS}).encode()
     for _ in range(3):  # a claim released between the create and the read: create again
-        make_parent(path)  # again each time: a release may have removed the emptied folder
         try:
-            _create(path, body)
+            write_beside_others(path, lambda: _create(path, body))
             return None
         except FileExistsError:
             pass
-        except FileNotFoundError:
-            continue
         held = _read(path)
         if held is None:
             age = _age(path)
@@ -64,7 +61,8 @@ def take(
                 return {"owner": {"unknown": str(path)}, "expires_at": now() + POLL_SECONDS}
         elif held["expires_at"] > now() and not ours(held["owner"]):
             return held
-        path.write_bytes(body)  # expired, ours from an earlier try, or left half-written
+        # expired, ours from an earlier try, or left half-written
+        write_beside_others(path, lambda: path.write_bytes(body))
         return None
     return {"owner": {"unknown": str(path)}, "expires_at": now() + POLL_SECONDS}
 

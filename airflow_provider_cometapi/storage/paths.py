@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
 
 URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -20,6 +26,12 @@ def storage_path(location: str, conn_id: str | None) -> Any:
 
 
 LOCAL_PROTOCOLS = ("", "file", "local")
+TRIES = 3
+"""How often a local folder is made again when another process removes it at that moment."""
+_FOLDERS = threading.Lock()
+"""Held while this process makes a local folder and writes into it, or removes emptied folders:
+its own threads (a batch's items) never race each other; another process's removal is met by
+making the folder again."""
 
 
 def remove_empty_folders(location: str, conn_id: str | None, *, below: str) -> None:
@@ -30,27 +42,47 @@ def remove_empty_folders(location: str, conn_id: str | None, *, below: str) -> N
     if path.protocol not in LOCAL_PROTOCOLS:
         return
     top, folder = PurePath(storage_path(below, conn_id).path), PurePath(path.path)
-    while top in folder.parents:
-        try:
-            os.rmdir(folder)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return
-        folder = folder.parent
+    with _FOLDERS:
+        while top in folder.parents:
+            try:
+                os.rmdir(folder)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return
+            folder = folder.parent
 
 
-def make_parent(path: Any) -> None:
-    """Create a local file's folder. Tried again when a parent vanishes meanwhile: a task
-    finishing at that moment removes the folders it left empty (``remove_empty_folders``)."""
+def write_beside_others(path: Any, write: Callable[[], T]) -> T:
+    """Call ``write``, which creates the file at ``path``, once its local folder exists; if
+    another process removes the emptied folder in between, make it again and write again."""
     if path.protocol not in LOCAL_PROTOCOLS:
-        return
-    for attempt in range(3):
+        return write()
+    for _ in range(TRIES - 1):
+        with _FOLDERS:
+            _make_folder(path.parent.path)
+            try:
+                return write()
+            except FileNotFoundError:
+                continue
+    with _FOLDERS:
+        _make_folder(path.parent.path)
+        return write()
+
+
+def _make_folder(folder: str) -> None:
+    """``os.makedirs`` that tells a file in the way from a folder removed meanwhile."""
+    for attempt in range(1, TRIES + 1):
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             return
-        except FileNotFoundError:
-            if attempt == 2:
+        except FileExistsError:
+            if os.path.lexists(folder) and not os.path.isdir(folder):
+                raise NotADirectoryError(f"{folder} is a file, not a folder") from None
+            if attempt == TRIES:
+                raise
+        except FileNotFoundError:  # a parent removed while it was being made
+            if attempt == TRIES:
                 raise
 
 

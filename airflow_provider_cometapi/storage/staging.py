@@ -11,9 +11,9 @@ from airflow_provider_cometapi.exceptions import CometAPIValidationError
 from airflow_provider_cometapi.storage.outputs import output_folder, safe_stem
 from airflow_provider_cometapi.storage.paths import (
     URI,
-    make_parent,
     remove_empty_folders,
     storage_path,
+    write_beside_others,
 )
 from airflow_provider_cometapi.storage.sources import InlineSource, StoredSource, source_stem
 
@@ -66,8 +66,7 @@ def stage_inputs(work: list[Work], root: str, conn_id: str | None) -> list[Work]
         if key not in staged:
             base = f"{safe_stem(source_stem(source.name))}.staged"  # outputs keep the stem
             target = storage_path(f"{root}{safe_stem(name)}/{base}", conn_id)
-            make_parent(target)
-            target.write_bytes(source.data)
+            write_beside_others(target, lambda: target.write_bytes(source.data))
             staged[key] = StoredSource(str(target), conn_id)
         return staged[key]
 
@@ -89,15 +88,18 @@ def write_plan(work: list[Work], root: str, conn_id: str | None) -> str:
     from airflow_provider_cometapi.pipeline.records import ItemResult
 
     path = storage_path(root + PLAN_FILE, conn_id)
-    make_parent(path)
-    with path.open("w") as handle:
-        for item in work:
-            line = (
-                {"result": item.to_json()}
-                if isinstance(item, ItemResult)
-                else {"plan": item.to_json()}
-            )
-            handle.write(json.dumps(line) + "\n")
+
+    def write() -> None:
+        with path.open("w") as handle:
+            for item in work:
+                line = (
+                    {"result": item.to_json()}
+                    if isinstance(item, ItemResult)
+                    else {"plan": item.to_json()}
+                )
+                handle.write(json.dumps(line) + "\n")
+
+    write_beside_others(path, write)
     return str(path)
 
 

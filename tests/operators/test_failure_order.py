@@ -121,8 +121,8 @@ def assert_every_run(emulator, folder, tmp_path, limit, expected_sent, expected)
             items = run_batch(folder, output, limit, deferrable=deferrable)
 
             run = {"attempt": attempt, "deferrable": deferrable}
-            assert (run, sent(emulator)) == (run, expected_sent)
-            assert (run, outcomes(items)) == (run, expected)
+            errors = [item["error"] for item in items]  # shown when it fails: why, not only what
+            assert (run, sent(emulator), outcomes(items)) == (run, expected_sent, expected), errors
 
 
 CHECK_FAILED = ["edited"] * 3 + ["CometAPIValidationError"] + ["not started"] * 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -80,3 +81,34 @@ def test_a_claim_left_half_written_by_a_killed_writer_is_taken_over(tmp_path):
     os.utime(empty, (old, old))
     assert claims.take(sink, FINGERPRINT, SECOND, owned_by(SECOND)) is None
     assert claims.take(sink, FINGERPRINT, FIRST, owned_by(FIRST))["owner"] == SECOND
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-edits", "one-edit"])
+def test_claims_taken_and_released_at_once_in_one_folder_never_fail(tmp_path, shared):
+    """Four items claim and release edits in one folder at once; each release that empties the
+    folder removes it, under another's claim being made (for one edit, each takes the other's
+    claim over as its own). No take fails or names another owner: losing a race to the folder's
+    removal at most reports a holder it cannot name, which an item waits on and asks again."""
+    sink = StagedOutputs(f"{tmp_path}/out/", stem="boat", map_index=-1, conn_id=None)
+    start, errors, unnamed = threading.Barrier(4), [], []
+
+    def claim_and_release(worker: int) -> None:
+        owner = {**FIRST, "try_number": worker}
+        start.wait()
+        for turn in range(300):
+            fingerprint = FINGERPRINT if shared else f"{worker}-{turn}"
+            try:
+                while (held := claims.take(sink, fingerprint, owner, owned_by(owner))) is not None:
+                    unnamed.append(held["owner"].keys() == {"unknown"})
+                claims.release(sink, fingerprint)
+            except Exception as exc:  # every failure is the finding
+                errors.append(repr(exc))
+
+    workers = [threading.Thread(target=claim_and_release, args=(n,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert (errors, all(unnamed)) == ([], True)
+    assert not (tmp_path / "out" / claims.CLAIM_FOLDER).exists()
