@@ -7,6 +7,9 @@ from typing import Any
 from airflow_provider_cometapi import __version__
 from airflow_provider_cometapi.connection_form import CONN_FIELDS, provider_yaml_behaviour
 
+VENDOR_DOCS_URL = "https://apidoc.cometapi.com/"
+"""CometAPI's own documentation (its index is ``llms.txt`` there), not the API's host."""
+
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the package, its hook and its connection type to Airflow."""
@@ -18,7 +21,7 @@ def get_provider_info() -> dict[str, Any]:
         "integrations": [
             {
                 "integration-name": "CometAPI",
-                "external-doc-url": "https://api.cometapi.com",
+                "external-doc-url": VENDOR_DOCS_URL,
                 "tags": ["ai"],
             }
         ],

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 from airflow_provider_cometapi import __version__
+from airflow_provider_cometapi.api.settings import DEFAULT_BASE_URL
 from airflow_provider_cometapi.get_provider_info import get_provider_info
 
 
@@ -20,6 +22,13 @@ def test_provider_info_declares_the_hook_and_connection_type():
     assert (connection["connection-type"], connection["hook-name"]) == ("cometapi", "CometAPI")
     assert connection["ui-field-behaviour"]["hidden-fields"] == ["schema", "login"]
     assert set(connection["conn-fields"]) >= {"timeout", "max_retries", "default_model"}
+
+
+def test_the_integration_links_to_cometapis_documentation_not_to_its_api():
+    (integration,) = get_provider_info()["integrations"]
+    docs = urlsplit(integration["external-doc-url"])
+    assert (docs.scheme, docs.netloc) == ("https", "apidoc.cometapi.com")
+    assert docs.netloc != urlsplit(DEFAULT_BASE_URL).netloc
 
 
 def test_airflow_lists_the_provider_and_its_connection_form():
