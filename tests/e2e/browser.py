@@ -6,11 +6,11 @@ Screenshots go to ``.airflow/e2e/screenshots/``, kept as test artifacts.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tests.e2e.debian import apt_install
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -33,12 +33,7 @@ VIEWPORT = {"width": 1400, "height": 1000}
 def ensure_chromium() -> Path:
     """Debian's ``chromium``, installed with apt when it is not there yet."""
     if not CHROMIUM.exists():
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "chromium"],
-        ):
-            subprocess.run(command, check=True, env=env, timeout=900, capture_output=True)
+        apt_install("chromium")
     return CHROMIUM
 
 

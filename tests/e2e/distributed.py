@@ -16,6 +16,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+from tests.e2e.debian import apt_install
 from tests.e2e.deployment import AIRFLOW, COMPONENTS, REPO, Deployment, free_port
 
 HOME = REPO / ".airflow" / "e2e-celery"
@@ -47,12 +48,7 @@ def ensure_debian_packages() -> Path:
         if not present
     ]
     if missing:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", *missing],
-        ):
-            subprocess.run(command, check=True, env=env, timeout=900, capture_output=True)
+        apt_install(*missing)
     found = postgres_bin()
     assert found is not None, f"apt-get did not install {missing}"
     assert REDIS.exists(), f"apt-get did not install {missing}"
