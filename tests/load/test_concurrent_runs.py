@@ -20,6 +20,17 @@ FIRST_WAVE = 32
 """The job's ``max_concurrency``: the first run's requests in flight while the gate holds them."""
 
 
+@pytest.fixture
+def jobs():
+    """The job processes a test starts, killed at its end if still running: a failed test
+    leaves none sending edits into the next test's emulator."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for job in started:
+        job.kill()
+        job.wait()
+
+
 def start_job(tmp_path: Path, name: str, inbox: Path, output: Path, run_date: str):
     home = tmp_path / name
     env = dict(os.environ)
@@ -45,17 +56,21 @@ def start_job(tmp_path: Path, name: str, inbox: Path, output: Path, run_date: st
     return job, log
 
 
-def wait_for(condition, what: str, timeout: float = 240.0) -> None:
-    """Poll until ``condition()`` holds (a bound against hanging, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
+def wait_for(condition, what: str, job: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll until ``condition()`` holds, failing with the job's log as soon as it has ended
+    without it (the bound is against hanging, not a timing assertion)."""
+    deadline = time.monotonic() + 480
     while not condition():
+        assert job.poll() is None, (
+            f"the job ended ({job.returncode}) before {what}:\n" + (log.read_text()[-3000:])
+        )
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
         time.sleep(0.1)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_two_runs_at_once_into_one_folder_pay_once_per_item(
-    tmp_path, cometapi_conn, cometapi_emulator, latency_gate
+    tmp_path, cometapi_conn, cometapi_emulator, latency_gate, jobs
 ):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -65,9 +80,12 @@ def test_two_runs_at_once_into_one_folder_pay_once_per_item(
     cometapi_emulator.set_latency(1.0)  # every answer held by the gate until released
 
     first, first_log = start_job(tmp_path, "first", inbox, output, "2026-01-01T00:00:00+00:00")
+    jobs.append(first)
     latency_gate.wait_for_pauses(FIRST_WAVE, timeout=240)  # the first run's edits are in flight
     second, second_log = start_job(tmp_path, "second", inbox, output, "2026-01-02T00:00:00+00:00")
-    wait_for(lambda: "Waiting for" in second_log.read_text(), "the second run to wait on a claim")
+    jobs.append(second)
+    waiting = "the second run to wait on a claim"
+    wait_for(lambda: "Waiting for" in second_log.read_text(), waiting, second, second_log)
     latency_gate.release()
     assert first.wait(timeout=240) == 0, first_log.read_text()[-3000:]
     assert second.wait(timeout=240) == 0, second_log.read_text()[-3000:]
