@@ -1,4 +1,5 @@
-"""One way to turn a path or URI into an ``ObjectStoragePath``."""
+"""One way to turn a path or URI into an ``ObjectStoragePath``, and local folders made and
+removed without one thread racing another."""
 
 from __future__ import annotations
 
