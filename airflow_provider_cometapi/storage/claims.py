@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_cometapi.storage.paths import (
     remove_empty_folders,
     storage_path,
-    write_beside_others,
+    write_in_shared_folder,
 )
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def take(
     body = json.dumps({"owner": dict(owner), "expires_at": now() + CLAIM_SECONDS}).encode()
     for _ in range(3):  # a claim released between the create and the read: create again
         try:
-            write_beside_others(path, lambda: _create(path, body))
+            write_in_shared_folder(path, lambda: _create(path, body))
             return None
         except FileExistsError:
             pass
@@ -62,7 +62,7 @@ def take(
         elif held["expires_at"] > now() and not ours(held["owner"]):
             return held
         # expired, ours from an earlier try, or left half-written
-        write_beside_others(path, lambda: path.write_bytes(body))
+        write_in_shared_folder(path, lambda: path.write_bytes(body))
         return None
     return {"owner": {"unknown": str(path)}, "expires_at": now() + POLL_SECONDS}
 

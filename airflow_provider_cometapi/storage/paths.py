@@ -54,7 +54,7 @@ def remove_empty_folders(location: str, conn_id: str | None, *, below: str) -> N
             folder = folder.parent
 
 
-def write_beside_others(path: Any, write: Callable[[], T]) -> T:
+def write_in_shared_folder(path: Any, write: Callable[[], T]) -> T:
     """Call ``write``, which creates the file at ``path``, once its local folder exists; if
     another process removes the emptied folder in between, make it again and write again."""
     if path.protocol not in LOCAL_PROTOCOLS:

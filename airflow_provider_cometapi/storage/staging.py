@@ -13,7 +13,7 @@ from airflow_provider_cometapi.storage.paths import (
     URI,
     remove_empty_folders,
     storage_path,
-    write_beside_others,
+    write_in_shared_folder,
 )
 from airflow_provider_cometapi.storage.sources import InlineSource, StoredSource, source_stem
 
@@ -66,7 +66,7 @@ def stage_inputs(work: list[Work], root: str, conn_id: str | None) -> list[Work]
         if key not in staged:
             base = f"{safe_stem(source_stem(source.name))}.staged"  # outputs keep the stem
             target = storage_path(f"{root}{safe_stem(name)}/{base}", conn_id)
-            write_beside_others(target, lambda: target.write_bytes(source.data))
+            write_in_shared_folder(target, lambda: target.write_bytes(source.data))
             staged[key] = StoredSource(str(target), conn_id)
         return staged[key]
 
@@ -99,7 +99,7 @@ def write_plan(work: list[Work], root: str, conn_id: str | None) -> str:
                 )
                 handle.write(json.dumps(line) + "\n")
 
-    write_beside_others(path, write)
+    write_in_shared_folder(path, write)
     return str(path)
 
 
