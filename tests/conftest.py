@@ -134,10 +134,12 @@ class LatencyGate:
             self._held.append((asyncio.get_running_loop(), released))
         await released.wait()
 
-    def wait_for_pauses(self, count: int, timeout: float = 30.0) -> list[float]:
-        """``pauses`` once ``count`` have begun, or as they stand after ``timeout``."""
+    def wait_for_pauses(self, count: int, timeout: float = 240.0) -> list[float]:
+        """``pauses`` once ``count`` have begun; fails if they have not after ``timeout`` (a
+        bound against hanging, not a timing assertion: what follows needs them held)."""
         with self._changed:
-            self._changed.wait_for(lambda: len(self.pauses) >= count, timeout)
+            begun = self._changed.wait_for(lambda: len(self.pauses) >= count, timeout)
+            assert begun, f"{len(self.pauses)} of {count} pauses begun after {timeout} s"
             return list(self.pauses)
 
     def release(self) -> None:

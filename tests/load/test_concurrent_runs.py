@@ -81,7 +81,7 @@ def test_two_runs_at_once_into_one_folder_pay_once_per_item(
 
     first, first_log = start_job(tmp_path, "first", inbox, output, "2026-01-01T00:00:00+00:00")
     jobs.append(first)
-    latency_gate.wait_for_pauses(FIRST_WAVE, timeout=240)  # the first run's edits are in flight
+    latency_gate.wait_for_pauses(FIRST_WAVE, timeout=480)  # the first run's edits are in flight
     second, second_log = start_job(tmp_path, "second", inbox, output, "2026-01-02T00:00:00+00:00")
     jobs.append(second)
     waiting = "the second run to wait on a claim"
