@@ -319,30 +319,6 @@ def test_batch_logs_the_same_progress_lines_on_worker_and_triggerer(
     assert len(triggerer_posts()) == (4 if deferrable else 0)
 
 
-@pytest.mark.parametrize(
-    ("config", "deferrable", "defers"),
-    [("True", None, True), ("False", None, False), (None, None, False), ("True", False, False)],
-    ids=["config-true", "config-false", "unset", "explicit-false-wins"],
-)
-def test_default_deferrable_comes_from_the_cometapi_config(
-    run_dag, tmp_path, cometapi_emulator, monkeypatch, triggerer_posts, config, deferrable, defers
-):
-    if config is None:
-        monkeypatch.delenv("AIRFLOW__COMETAPI__DEFAULT_DEFERRABLE", raising=False)
-    else:
-        monkeypatch.setenv("AIRFLOW__COMETAPI__DEFAULT_DEFERRABLE", config)
-    option = "" if deferrable is None else f", deferrable={deferrable}"
-    outcome = run_dag(
-        f'CometImageEditOperator(task_id="edit", prompt="x", image={str(PAPER_BOAT)!r}, '
-        f'output_path="{tmp_path}/out/"{option})'
-    )
-
-    assert outcome.state == "success"
-    assert files_in(tmp_path / "out") == ["paper-boat-0.png"]
-    assert len(cometapi_emulator.billed) == 1
-    assert len(triggerer_posts()) == (1 if defers else 0)
-
-
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
 def test_a_refused_key_stops_a_continue_batch(
     run_dag, tmp_path, cometapi_emulator, triggerer_posts, deferrable

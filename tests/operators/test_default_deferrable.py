@@ -79,16 +79,36 @@ def test_the_provider_declares_no_default_so_unset_differs_from_false(monkeypatc
     assert conf.get("cometapi", "default_deferrable", fallback="") == ""
 
 
-def test_airflow_operators_default_deferrable_alone_defers_a_run(
-    run_dag, tmp_path, cometapi_emulator, monkeypatch, triggerer_posts
+@pytest.mark.parametrize(
+    ("operators", "cometapi", "deferrable", "defers"),
+    [
+        ("true", None, None, True),
+        (None, "True", None, True),
+        (None, "False", None, False),
+        (None, None, None, False),
+        (None, "True", False, False),
+    ],
+    ids=["operators-true", "cometapi-true", "cometapi-false", "unset", "explicit-false-wins"],
+)
+def test_a_dag_run_defers_as_the_config_decides(
+    run_dag,
+    tmp_path,
+    cometapi_emulator,
+    monkeypatch,
+    triggerer_posts,
+    operators,
+    cometapi,
+    deferrable,
+    defers,
 ):
-    configure(monkeypatch, "true", None)
+    configure(monkeypatch, operators, cometapi)
+    option = "" if deferrable is None else f", deferrable={deferrable}"
     outcome = run_dag(
         f'CometImageEditOperator(task_id="edit", prompt="x", image={str(PAPER_BOAT)!r}, '
-        f'output_path="{tmp_path}/out/")'
+        f'output_path="{tmp_path}/out/"{option})'
     )
 
     assert outcome.state == "success"
     assert files_in(tmp_path / "out") == ["paper-boat-0.png"]
     assert len(cometapi_emulator.billed) == 1
-    assert len(triggerer_posts()) == 1
+    assert len(triggerer_posts()) == (1 if defers else 0)
