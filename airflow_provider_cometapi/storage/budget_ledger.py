@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.pricing import token_count
 from airflow_provider_cometapi.storage.outputs import safe_stem
-from airflow_provider_cometapi.storage.paths import storage_path
+from airflow_provider_cometapi.storage.paths import is_local, storage_path
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -147,7 +147,7 @@ class RunLedger:
         """Write (or rewrite) a task instance's record."""
         path = self._record_path(record.task_id, record.map_index)
         body = json.dumps(record.to_json(), sort_keys=True).encode()
-        if path.protocol not in ("", "file", "local"):
+        if not is_local(path):
             path.write_bytes(body)
             return
         path.parent.mkdir(parents=True, exist_ok=True)

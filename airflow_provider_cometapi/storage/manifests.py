@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.api.wire import CHUNK_BYTES
-from airflow_provider_cometapi.storage.paths import storage_path
+from airflow_provider_cometapi.storage.paths import is_local, storage_path
 
 if TYPE_CHECKING:
     from airflow_provider_cometapi.storage.outputs import StagedOutputs
@@ -59,7 +59,7 @@ def save(sink: StagedOutputs, fingerprint: str, record: dict[str, Any]) -> str:
     """Write the manifest atomically (stage, then move); call only once every output is written."""
     path = _manifest(sink, fingerprint)
     staging = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.partial"
-    if path.protocol in ("", "file", "local"):
+    if is_local(path):
         path.parent.mkdir(parents=True, exist_ok=True)
     staging.write_text(json.dumps({**record, "fingerprint": fingerprint}, sort_keys=True))
     path.fs.mv(staging.path, path.path)

@@ -20,7 +20,7 @@ from airflow_provider_cometapi.exceptions import (
     CometAPIOutputError,
     CometAPIValidationError,
 )
-from airflow_provider_cometapi.storage.paths import storage_path
+from airflow_provider_cometapi.storage.paths import is_local, storage_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
@@ -186,7 +186,7 @@ class StagedOutputs:
         writer = _CheckedWriter(self._failed, mime_type)
         self._staged[slot] = (staging, final, writer)
         try:
-            if _is_local(final):
+            if is_local(final):
                 final.parent.mkdir(parents=True, exist_ok=True)
             writer.start(staging.open("wb"))
         except Exception as exc:
@@ -295,7 +295,7 @@ def _move_if_absent(staging: Any, final: Any) -> None:
     """Move a staged file to a final name that must not exist yet; ``FileExistsError`` if it
     does. Exclusive on local disks (a hard link fails on an existing name); elsewhere the name
     is checked just before the move."""
-    if _is_local(final):
+    if is_local(final):
         try:
             os.link(staging.path, final.path)
         except FileExistsError:
@@ -312,10 +312,6 @@ def _kept_name(final_name: str, staging_name: str) -> str:
     token = staging_name.rsplit(".", 2)[-2]
     base, dot, suffix = final_name.rpartition(".")
     return f"{base}.kept-{token}.{suffix}" if dot else f"{final_name}.kept-{token}"
-
-
-def _is_local(path: Any) -> bool:
-    return path.protocol in ("", "file", "local")
 
 
 def _placeholders(template: str) -> set[str]:

@@ -26,7 +26,7 @@ def storage_path(location: str, conn_id: str | None) -> Any:
     return ObjectStoragePath(location, conn_id=conn_id) if conn_id else ObjectStoragePath(location)
 
 
-LOCAL_PROTOCOLS = ("", "file", "local")
+_LOCAL_PROTOCOLS = ("", "file", "local")
 TRIES = 3
 """How often a local folder is made again when another process removes it at that moment."""
 _FOLDERS = threading.Lock()
@@ -35,12 +35,18 @@ its own threads (a batch's items) never race each other; another process's remov
 making the folder again."""
 
 
+def is_local(path: Any) -> bool:
+    """Whether an ``ObjectStoragePath`` is on this machine's disk, where folders must exist
+    before a file is written into them."""
+    return path.protocol in _LOCAL_PROTOCOLS
+
+
 def remove_empty_folders(location: str, conn_id: str | None, *, below: str) -> None:
     """Remove the local folder at ``location`` and each parent that is left empty, up to but not
     including ``below``; a folder that still holds anything (another task's files) stops it.
     Object storage has no folders to remove."""
     path = storage_path(location, conn_id)
-    if path.protocol not in LOCAL_PROTOCOLS:
+    if not is_local(path):
         return
     top, folder = PurePath(storage_path(below, conn_id).path), PurePath(path.path)
     with _FOLDERS:
@@ -57,7 +63,7 @@ def remove_empty_folders(location: str, conn_id: str | None, *, below: str) -> N
 def write_in_shared_folder(path: Any, write: Callable[[], T]) -> T:
     """Call ``write``, which creates the file at ``path``, once its local folder exists; if
     another process removes the emptied folder in between, make it again and write again."""
-    if path.protocol not in LOCAL_PROTOCOLS:
+    if not is_local(path):
         return write()
     for _ in range(TRIES - 1):
         with _FOLDERS:

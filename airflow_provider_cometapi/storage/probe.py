@@ -9,14 +9,13 @@ import uuid
 from airflow_provider_cometapi.api.response import scrub
 from airflow_provider_cometapi.api.text import excerpt
 from airflow_provider_cometapi.exceptions import CometAPIOutputError
-from airflow_provider_cometapi.storage.paths import storage_path
+from airflow_provider_cometapi.storage.paths import is_local, storage_path
 
 log = logging.getLogger(__name__)
 
 PROBE_PREFIX = ".cometapi-probe-"
 """A leading dot hides the probe, as it hides the provider's staged outputs."""
 _PROBE_BYTES = b"cometapi write probe\n"
-_LOCAL = ("", "file", "local")
 
 _HINTS = (
     (
@@ -56,7 +55,7 @@ def probe_output_folder(folder: str, conn_id: str | None) -> None:
     try:
         path = storage_path(folder, conn_id)
         conn_id = path.conn_id or conn_id
-        if path.protocol in _LOCAL:
+        if is_local(path):
             path.mkdir(parents=True, exist_ok=True)
         elif conn_id:  # Airflow falls back to ambient credentials for an unknown connection
             secrets = _connection_secrets(conn_id)

@@ -14,7 +14,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_cometapi.storage.outputs import safe_stem
-from airflow_provider_cometapi.storage.paths import remove_empty_folders, storage_path
+from airflow_provider_cometapi.storage.paths import (
+    is_local,
+    remove_empty_folders,
+    storage_path,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -79,7 +83,7 @@ class ReportParts:
             return
         name = f"try-{self.try_number}-{self._written + 1:05d}.jsonl"
         part = storage_path(f"{parts_folder(self.location)}{name}", self.conn_id)
-        if part.protocol in ("", "file", "local"):
+        if is_local(part):
             part.parent.mkdir(parents=True, exist_ok=True)
         part.write_text("".join(line + "\n" for line in lines))
         with self._guard:
@@ -108,7 +112,7 @@ def read_parts(location: str, conn_id: str | None, try_number: int) -> list[dict
 def publish(location: str, conn_id: str | None, lines: Iterable[dict[str, Any]]) -> str:
     """Write the whole report (staged, then moved into place) and remove every try's parts."""
     final = storage_path(location, conn_id)
-    if final.protocol in ("", "file", "local"):
+    if is_local(final):
         final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.parent / f".{final.name}.partial"
     with staging.open("w") as handle:
