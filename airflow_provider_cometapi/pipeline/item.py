@@ -280,12 +280,7 @@ class ItemJob:
             checks = masking.checks_of(checked, self.sink.targets, rejected=False)
         result = self._known(ItemResult.edited(self.label, self.sink.targets, outcome))
         result = replace(result, checks=checks) if checks else result
-        record = {
-            **result.manifest_record(),
-            "files": self.sink.files(),
-            "paid_by": self.scope.payer(),
-            **({"masking": masking.options_of(self.params)} if self.raw is not None else {}),
-        }
+        record = self._manifest(result, self.sink)
         try:
             manifests.save(self.sink, self.key, record)
         except Exception as exc:  # the outputs can still be delivered; a rerun would refuse them
@@ -300,6 +295,16 @@ class ItemJob:
         for uri in outputs:
             self.log.item("Wrote %s", uri)
         return result
+
+    def _manifest(self, result: ItemResult, sink: StagedOutputs) -> dict[str, Any]:
+        """The manifest of an edit whose outputs are staged in ``sink``: the result, the files,
+        who paid, and a masked edit's options."""
+        return {
+            **result.manifest_record(),
+            "files": sink.files(),
+            "paid_by": self.scope.payer(),
+            **({"masking": masking.options_of(self.params)} if self.raw is not None else {}),
+        }
 
     def _refuse(
         self,
@@ -325,13 +330,10 @@ class ItemJob:
                 error = masking.quality_error(checks, limit, self.label)
             refused = ItemResult.failed(self.label, error, outcome)
             record = {
-                **refused.manifest_record(),
+                **self._manifest(refused, kept),
                 "outputs": kept.targets,
                 "checks": checks,
                 "error": error.to_dict(),
-                "masking": masking.options_of(self.params),
-                "files": kept.files(),
-                "paid_by": self.scope.payer(),
             }
             manifests.save(kept, self.key, record)
             kept.commit()
