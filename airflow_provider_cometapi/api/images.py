@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 MIB = 1024 * 1024
 MB = 1_000_000
-"""The model pages' megabyte (decimal); the general limit is in MiB."""
+"""The model pages' megabyte: "under 4 MB" and "at most 10 MB" are decimal, so a mask of
+4,000,000 bytes and a SeedEdit image of 10,000,001 are refused (the general limit stays 50 MiB)."""
 MAX_IMAGE_BYTES = 50 * MIB
 MAX_IMAGES = 16
 SENT_MIME_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}

@@ -16,16 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_cometapi.api.images import GENERAL_LIMITS, MIB, ImageLimits
+from airflow_provider_cometapi.api.images import GENERAL_LIMITS, MB, MIB, ImageLimits
 from airflow_provider_cometapi.api.text import excerpt
 from airflow_provider_cometapi.exceptions import CometAPIValidationError
 
 if TYPE_CHECKING:
     from airflow_provider_cometapi.api.request import EditParams
-
-MB = 1_000_000
-"""The model pages' megabyte: "under 4 MB" and "at most 10 MB" are decimal, so a mask of
-4,000,000 bytes and a SeedEdit image of 10,000,001 are refused (the general limit stays 50 MiB)."""
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _DIMENSIONS = re.compile(r"([1-9][0-9]*)x([1-9][0-9]*)")
